@@ -1,0 +1,159 @@
+# cellpose.c - one plain Makefile (STYLE.md "Build").
+#
+#   make deps       install Debian packages (apt-get) and Python test packages (pip); idempotent
+#   make / all      bin/train bin/infer bin/compare bin/eval bin/inspect (+ CUDA parts when nvcc is found)
+#   make test       deps + build + every test (C units, Python references, CLI, sanitizer run, CUDA)
+#   make test-cuda  the CUDA bitwise tests alone (SKIPPED without a GPU)
+#   make sanitize   build with ASan+UBSan into build-san/ and run the C unit tests there
+#   make bench      benchmarks (bench/)
+#   make run        the main job on the bundled sample data
+#   make clean
+#
+# Determinism-relevant flags (DESIGN.md rule 4): the host compiles with
+# -ffp-contract=off (no silent fused multiply-add) and never -ffast-math;
+# nvcc compiles with --fmad=false -prec-div=true -prec-sqrt=true -ftz=false.
+
+SHELL    := /bin/bash
+CC       ?= cc
+BUILD    ?= build
+BIN      ?= bin
+CPU_ARCH ?= native
+CUDA_ARCH ?= 90
+PYTHON   ?= /usr/bin/python3
+PYDEPS   := $(abspath build/pydeps)
+VERSION  := 0.1.0
+
+WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+OPT      ?= -O2 -g
+CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fopenmp \
+              -D_GNU_SOURCE -I. -Icore -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
+LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lm
+TEST_LDLIBS := -lmpfr -lgmp
+
+NVCC     ?= $(shell command -v nvcc 2>/dev/null)
+NVFLAGS  := -O2 -std=c++17 -arch=sm_$(CUDA_ARCH) --fmad=false -prec-div=true -prec-sqrt=true -ftz=false \
+            -I. -Icore -Xcompiler -ffp-contract=off
+
+# ---- sources -------------------------------------------------------------
+LIB_DIRS := core kernels nets train infer eval
+LIB_SRC  := $(filter-out %/cmd_%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB      := $(BUILD)/libcellpose.a
+HDRS     := $(foreach d,$(LIB_DIRS) tests,$(wildcard $(d)/*.h))
+
+CMD_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/cmd_*.c))
+PROGS    := $(patsubst cmd_%,$(BIN)/%,$(basename $(notdir $(CMD_SRC))))
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+CUDA_TEST_SRC := $(wildcard tests/cuda_*.cu)
+ifneq ($(NVCC),)
+CUDA_TESTS := $(patsubst tests/%.cu,$(BUILD)/tests/%,$(CUDA_TEST_SRC))
+endif
+
+.PHONY: all deps test test-c test-cuda sanitize bench run clean pydeps
+all: $(PROGS) $(TESTS) $(BENCHES) $(CUDA_TESTS)
+
+# ---- version stamp (rewritten only when the commit changes) ---------------
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#define CP_VERSION "%s"\n#define CP_GIT_COMMIT "%s"\n' "$(VERSION)" "$(GIT_COMMIT)" > $@.new
+	@cmp -s $@.new $@ && rm -f $@.new || mv $@.new $@
+FORCE:
+$(BUILD)/core/version.o: $(BUILD)/version.h
+$(BUILD)/core/version.o: CFLAGS_ALL += -I$(BUILD) $(if $(NVCC),-DCP_HAVE_NVCC_BUILD)
+
+# ---- rules ------------------------------------------------------------
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/cmd_objs/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $^ -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/cmd_objs/%.o: $(HDRS) | $(BUILD)/version.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -I$(BUILD) -c $(filter %/cmd_$*.c,$(CMD_SRC)) -o $@
+# each program object depends on its own source
+$(foreach s,$(CMD_SRC),$(eval $(BUILD)/cmd_objs/$(patsubst cmd_%.c,%,$(notdir $(s))).o: $(s)))
+
+$(BUILD)/tests/%: tests/%.c $(LIB) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $< $(LIB) -o $@ $(LDLIBS_ALL) $(TEST_LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $< $(LIB) -o $@ $(LDLIBS_ALL) $(TEST_LDLIBS)
+
+$(BUILD)/tests/cuda_%: tests/cuda_%.cu $(LIB) $(HDRS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) $< $(LIB) -o $@ -Xcompiler -fopenmp -ltiff -lyaml -ljansson -lcrypto -lstb -lm
+
+# ---- dependencies -------------------------------------------------------
+DEB_PKGS := build-essential pkg-config libtiff-dev libyaml-dev libjansson-dev libssl-dev libstb-dev \
+            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+	@$(MAKE) --no-print-directory pydeps
+
+# Python packages that Debian does not ship go into build/pydeps (pip --target),
+# never into the system. PYTHONPATH points there when tests run.
+PIP_PKGS := safetensors==0.4.5
+pydeps: $(PYDEPS)/.stamp
+$(PYDEPS)/.stamp: Makefile
+	@echo "deps: installing Python packages into $(PYDEPS): $(PIP_PKGS)"
+	@mkdir -p $(PYDEPS)
+	@$(PYTHON) -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	    --target $(PYDEPS) --upgrade $(PIP_PKGS)
+	@touch $@
+
+# ---- tests ------------------------------------------------------------
+export PYTHONPATH := $(PYDEPS)$(if $(PYTHONPATH),:$(PYTHONPATH))
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory sanitize-build
+	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) bash tests/run_all.sh
+
+test-c: all
+	@for t in $(TESTS); do $$t || exit 1; done
+
+test-cuda: all
+	@if [ -z "$(NVCC)" ]; then echo "SKIPPED: nvcc not found, CUDA tests not built"; exit 0; fi; \
+	for t in $(CUDA_TESTS); do $$t || exit 1; done
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+sanitize-build:
+	@$(MAKE) --no-print-directory BUILD=build-san BIN=build-san/bin OPT="-O1 -g" SAN="$(SAN_FLAGS)" NVCC= \
+	    $(patsubst $(BUILD)/%,build-san/%,$(TESTS)) $(patsubst $(BIN)/%,build-san/bin/%,$(PROGS))
+sanitize: sanitize-build
+	@for t in $(patsubst $(BUILD)/%,build-san/%,$(TESTS)); do CP_TEST_QUICK=1 $$t || exit 1; done
+
+bench: all
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/run_main_job.sh
+
+clean:
+	rm -rf build build-san bin

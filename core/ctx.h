@@ -1,0 +1,44 @@
+/* ctx.h - the context passed explicitly to every op, net and program step.
+ *
+ * No hidden globals (STYLE.md "Memory"): the backend, the CPU thread count,
+ * the shared scratch workspace, the RNG key and the input size limits all
+ * travel in this struct. A CUDA build adds its stream and handles here. */
+#ifndef CP_CTX_H
+#define CP_CTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+typedef enum {
+    CP_BACKEND_CPU = 0, /* deterministic reference */
+    CP_BACKEND_CUDA,    /* deterministic CUDA, bitwise equal to CPU */
+    CP_BACKEND_CUDNN,   /* vendor: cuDNN/cuBLAS, fast, not deterministic */
+} CpBackend;
+
+/* Default refusal limit for images: 2^28 pixels (16384 x 16384). */
+#define CP_DEFAULT_MAX_PIXELS ((int64_t)1 << 28)
+
+typedef struct {
+    CpBackend backend;
+    int threads;              /* CPU worker threads (>= 1); results never depend on it */
+    uint64_t seed;            /* Philox key word 0 (DESIGN.md rule 6) */
+    void *workspace;          /* shared scratch, sized up front, owned by the ctx */
+    size_t workspace_bytes;
+    int64_t max_pixels;       /* images with more pixels are refused */
+} CpCtx;
+
+/* threads <= 0 means "all online CPUs". */
+void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint64_t seed);
+/* Grow the workspace to at least `bytes` (done before forward/backward, never inside). */
+void *cp_ctx_workspace(CpCtx *ctx, size_t bytes);
+void cp_ctx_free(CpCtx *ctx);
+
+const char *cp_backend_name(CpBackend b);
+/* Parse "cpu" / "cuda" / "cudnn"; fails with a line listing the choices. */
+int cp_backend_parse(const char *s, CpBackend *out, CpErr *e);
+/* Is the backend compiled into this binary? */
+int cp_backend_available(CpBackend b);
+
+#endif

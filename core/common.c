@@ -1,5 +1,4 @@
 /* common.c - error lines, checked allocation, checked file I/O, atomic files. */
-#define _GNU_SOURCE
 #include "common.h"
 
 #include <errno.h>

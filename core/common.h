@@ -14,6 +14,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CP_OK 0
 #define CP_EFAIL (-1)
 
@@ -77,5 +81,9 @@ double cp_time_sec(void);
 
 /* Does `s` end with `suffix` (case-insensitive)? */
 int cp_ends_with_ci(const char *s, const char *suffix);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint64_t seed) {
+void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint32_t seed) {
     memset(ctx, 0, sizeof *ctx);
     ctx->backend = backend;
     if (threads <= 0) {

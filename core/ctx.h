@@ -23,14 +23,14 @@ typedef enum {
 typedef struct {
     CpBackend backend;
     int threads;              /* CPU worker threads (>= 1); results never depend on it */
-    uint64_t seed;            /* Philox key word 0 (DESIGN.md rule 6) */
+    uint32_t seed;            /* Philox key word 0 (DESIGN.md rule 6) */
     void *workspace;          /* shared scratch, sized up front, owned by the ctx */
     size_t workspace_bytes;
     int64_t max_pixels;       /* images with more pixels are refused */
 } CpCtx;
 
 /* threads <= 0 means "all online CPUs". */
-void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint64_t seed);
+void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint32_t seed);
 /* Grow the workspace to at least `bytes` (done before forward/backward, never inside). */
 void *cp_ctx_workspace(CpCtx *ctx, size_t bytes);
 void cp_ctx_free(CpCtx *ctx);

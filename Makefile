@@ -28,7 +28,7 @@ ifeq ($(CI),true)
 WARN     += -Werror
 endif
 OPT      ?= -O2 -g
-CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fopenmp \
+CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fno-math-errno -fopenmp \
               -D_GNU_SOURCE -I. -Icore -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
 LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lm
 TEST_LDLIBS := -lmpfr -lgmp
@@ -103,7 +103,7 @@ $(BUILD)/tests/cuda_%: tests/cuda_%.cu $(LIB) $(HDRS)
 
 # ---- dependencies -------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libtiff-dev libyaml-dev libjansson-dev libssl-dev libstb-dev \
-            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip
+            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -149,7 +149,7 @@ sanitize: sanitize-build
 	@for t in $(patsubst $(BUILD)/%,build-san/%,$(TESTS)); do CP_TEST_QUICK=1 $$t || exit 1; done
 
 bench: all
-	@for b in $(BENCHES); do $$b || exit 1; done
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash bench/run_bench.sh
 
 # The main job on the bundled data. Until `train` and `infer` land (issues 5
 # and 6) it checks every bundled image and label file with the same validating

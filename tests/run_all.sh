@@ -16,7 +16,8 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 export CP_BIN=$PWD/$BIN
 export CP_TEST_OUT=$PWD/$BUILD/test-out
 export CP_IMAGE_OUT=$CP_TEST_OUT/image CP_ST_OUT=$CP_TEST_OUT/safetensors
-rm -rf "$CP_TEST_OUT" && mkdir -p "$CP_IMAGE_OUT" "$CP_ST_OUT"
+export CP_REF_DIR=$PWD/$BUILD/ref
+rm -rf "$CP_TEST_OUT" && mkdir -p "$CP_IMAGE_OUT" "$CP_ST_OUT" "$CP_REF_DIR"
 
 passed=0 failed=0 skipped=0 failed_names=()
 t_start=$(date +%s)
@@ -43,6 +44,12 @@ run_c() { # label binary [env...]
     echo "$out"
     tally "$label" $rc "$(echo "$out" | tail -n 1)"
 }
+
+# PyTorch references for the op tests (tests/ref/<op>.py -> $CP_REF_DIR/<op>.safetensors)
+for r in tests/ref/*.py; do
+    case $(basename "$r") in common.py | safetensors_np.py) continue ;; esac
+    "$PYTHON" "$r" --out "$CP_REF_DIR" >/dev/null || { echo "reference script $r failed"; failed=$((failed + 1)); failed_names+=("$r"); }
+done
 
 for t in "$BUILD"/tests/test_*; do
     [[ -x $t ]] && run_c "$(basename "$t")" "$t"

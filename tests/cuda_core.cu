@@ -4,6 +4,7 @@
 // Without a GPU every test prints SKIPPED and the binary exits 0.
 #include <string.h>
 
+#include "common.h"
 #include "cuda_check.h"
 #include "dmath.h"
 #include "harness.h"

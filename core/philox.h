@@ -84,8 +84,10 @@ CP_HD static inline CpU32x4 cp_rng_block(CpRngKey key, uint32_t step, uint32_t s
 
 /* uint32 -> float in [0, 1): the top 24 bits, exactly representable. */
 CP_HD static inline float cp_u01(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
-/* uint32 -> float in (0, 1): never 0, so log() is finite. */
-CP_HD static inline float cp_u01_open(uint32_t u) { return ((float)(u >> 8) + 0.5f) * 0x1p-24f; }
+/* uint32 -> float in (0, 1): never 0, so log() is finite, never 1. The top
+ * 23 bits plus one half: (k + 0.5) * 2^-23 needs 24 significant bits, so it
+ * is exact (with 24 bits + 0.5 the largest value would round up to 1.0). */
+CP_HD static inline float cp_u01_open(uint32_t u) { return ((float)(u >> 9) + 0.5f) * 0x1p-23f; }
 
 /* Uniform integer in [0, n), n >= 1, without modulo bias (Lemire's
  * multiply-shift with rejection). Rejected words are replaced by the next word

@@ -156,10 +156,8 @@ bench: all
 # readers the programs use, and prints size, type, label count and pixel hash.
 run: deps
 	@$(MAKE) --no-print-directory all
-	@for f in data/samples/*/*.tif; do $(BIN)/inspect --json "$$f" || exit 1; done | \
-	  $(PYTHON) -c 'import json,sys; rows=[json.loads(l) for l in sys.stdin]; \
-	  [print(f"{r[\"height\"]:5d} x {r[\"width\"]:<5d} x {r[\"channels\"]} {r[\"dtype\"]:8s} max {r[\"max\"]:8.0f}  sha256 {r[\"sha256\"][:16]}") for r in rows]; \
-	  print(f"{len(rows)} bundled files read and validated")'
+	@n=0; for f in data/samples/*/*.tif; do $(BIN)/inspect "$$f" || exit 1; n=$$((n + 1)); done; \
+	  echo "$$n bundled files read and validated (train/infer on them arrive with issues 5 and 6)"
 
 clean:
 	rm -rf build build-san bin

@@ -105,6 +105,18 @@ static int run(const char *path, int as_json, long page, long max_pixels, CpErr 
         if (image_read(&img, path, (int)page, max_pixels, e) != CP_OK) return CP_EFAIL;
         out = image_json(&img);
         image_free(&img);
+        if (!as_json) { /* one line per image */
+            printf("%s: %lld x %lld x %d %s, page %d of %d, range [%g, %g], sha256 %.16s\n", path,
+                   (long long)json_integer_value(json_object_get(out, "height")),
+                   (long long)json_integer_value(json_object_get(out, "width")),
+                   (int)json_integer_value(json_object_get(out, "channels")),
+                   json_string_value(json_object_get(out, "dtype")), (int)page,
+                   (int)json_integer_value(json_object_get(out, "pages")),
+                   json_real_value(json_object_get(out, "min")), json_real_value(json_object_get(out, "max")),
+                   json_string_value(json_object_get(out, "sha256")));
+            json_decref(out);
+            out = NULL;
+        }
         break;
     }
     case KIND_CONFIG: {

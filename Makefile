@@ -29,7 +29,7 @@ WARN     += -Werror
 endif
 OPT      ?= -O2 -g
 CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fno-math-errno -fopenmp \
-              -D_GNU_SOURCE -I. -Icore -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
+              -D_GNU_SOURCE -I. -Icore -Inets -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
 LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lm
 TEST_LDLIBS := -lmpfr -lgmp
 
@@ -117,14 +117,16 @@ deps:
 	@$(MAKE) --no-print-directory pydeps
 
 # Python packages that Debian does not ship go into build/pydeps (pip --target),
-# never into the system. PYTHONPATH points there when tests run.
-PIP_PKGS := safetensors==0.4.5
+# never into the system. PYTHONPATH points there when tests run. --no-deps:
+# the tests import only cellpose.resnet_torch, which needs nothing beyond
+# Debian's torch and numpy.
+PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3
 pydeps: $(PYDEPS)/.stamp
 $(PYDEPS)/.stamp: Makefile
 	@echo "deps: installing Python packages into $(PYDEPS): $(PIP_PKGS)"
 	@mkdir -p $(PYDEPS)
 	@$(PYTHON) -m pip install -q --disable-pip-version-check --no-warn-script-location \
-	    --target $(PYDEPS) --upgrade $(PIP_PKGS)
+	    --no-deps --target $(PYDEPS) --upgrade $(PIP_PKGS)
 	@touch $@
 
 # ---- tests ------------------------------------------------------------

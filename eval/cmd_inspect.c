@@ -4,6 +4,10 @@
  *   inspect model.bin            tensors (name, dtype, shape, SHA-256), metadata
  *   inspect image.tif [--page N] size, channels, dtype, pages, pixel SHA-256, range
  *   inspect configs/cyto.yaml    the resolved config (defaults filled in)
+ *   inspect model.bin --config configs/cyto.yaml
+ *                                also load the file into the net the config
+ *                                describes: every name, shape and dtype is
+ *                                checked; prints parameter count and hash
  *   --json                       one JSON object on stdout instead of text
  *
  * The kind is decided from the content (TIFF/PNG/JPEG/BMP magic bytes), then
@@ -18,6 +22,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "cpnet.h"
 #include "image.h"
 #include "safetensors.h"
 #include "sha256.h"
@@ -89,15 +94,50 @@ static json_t *image_json(const Image *img) {
                      (double)lo, "max", (double)hi);
 }
 
-static int run(const char *path, int as_json, long page, long max_pixels, CpErr *e) {
+/* Load a model file into the CPnet of `cfg_path`: the loader names any
+ * missing, extra, mis-shaped or mis-typed tensor. */
+static int check_model(const char *path, const char *cfg_path, json_t *out, CpErr *e) {
+    CpConfig cfg;
+    CPnetConfig nc;
+    CPnet net;
+    if (config_load(&cfg, cfg_path, e) != CP_OK || cpnet_config_from(&nc, &cfg.net, e) != CP_OK ||
+        cpnet_create(&net, &nc, cp_ops_cpu(), e) != CP_OK)
+        return CP_EFAIL;
+    int rc = cpnet_load(&net, path, e);
+    if (rc == CP_OK) {
+        char hex[65];
+        cpnet_hash(&net, hex);
+        json_object_set_new(out, "net", json_pack("{s:s, s:i, s:I, s:s}", "config", cfg_path, "tensors",
+                                                  net.ntensors, "trainable", (json_int_t)net.nparams,
+                                                  "params_sha256", hex));
+    }
+    cpnet_free(&net);
+    return rc;
+}
+
+static int run(const char *path, int as_json, long page, long max_pixels, const char *cfg_path, CpErr *e) {
     json_t *out = NULL;
     switch (detect(path)) {
     case KIND_SAFETENSORS: {
         StFile f;
         if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
-        if (as_json) out = safetensors_json(&f);
-        else safetensors_text(&f);
+        out = safetensors_json(&f);
+        if (cfg_path && check_model(path, cfg_path, out, e) != CP_OK) { /* before printing anything */
+            json_decref(out);
+            st_free(&f);
+            return CP_EFAIL;
+        }
+        if (!as_json) safetensors_text(&f);
         st_free(&f);
+        if (!as_json) {
+            json_t *n = json_object_get(out, "net");
+            if (n)
+                printf("loads into the net of %s: %lld trainable values, parameter sha256 %s\n", cfg_path,
+                       (long long)json_integer_value(json_object_get(n, "trainable")),
+                       json_string_value(json_object_get(n, "params_sha256")));
+            json_decref(out);
+            out = NULL;
+        }
         break;
     }
     case KIND_IMAGE: {
@@ -141,6 +181,7 @@ int main(int argc, char **argv) {
         {"json", NULL, "one JSON object on stdout", NULL},
         {"page", "N", "page of a multi-page TIFF (0-based, default 0)", NULL},
         {"max-pixels", "N", "refuse images with more pixels (default 2^28)", NULL},
+        {"config", "YAML", "model files: also load into the net this config describes", NULL},
     };
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     const char *pos[1];
@@ -157,7 +198,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "inspect: %s\n", e.msg);
         return 2;
     }
-    if (run(pos[0], cli_get(opts, nopts, "json") != NULL, page, max_pixels, &e) != CP_OK) {
+    if (run(pos[0], cli_get(opts, nopts, "json") != NULL, page, max_pixels, cli_get(opts, nopts, "config"), &e) !=
+        CP_OK) {
         fprintf(stderr, "inspect: %s\n", e.msg);
         return 1;
     }

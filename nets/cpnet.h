@@ -1,0 +1,133 @@
+/* cpnet.h - Cellpose's CPnet U-Net (CELLPOSE.md section 1), written once
+ * against the op table (kernels/ops.h), so every backend runs the same net.
+ *
+ * Layout: input x[N, nbase[0], H, W] (H, W divisible by 2^(levels-1)),
+ * output y[N, nout, H, W] (dY, dX, cellprob logit), style[N, nbase[last]].
+ *
+ * Tensors follow Cellpose's PyTorch state_dict exactly: names, shapes and
+ * order (313 entries for nbase [2,32,64,128,256]): trainable parameters,
+ * BatchNorm running statistics, num_batches_tracked (int64) and the frozen
+ * diam_mean/diam_labels scalars. Storage is one buffer per role:
+ *   params   trainable floats, state_dict order      (grads: same layout)
+ *   stats    BN running_mean / running_var floats
+ *   nbt      BN num_batches_tracked (int64)
+ *   act      activations of one forward pass (planned by a measuring pass)
+ *   dact     their gradients, same offsets as act (training only)
+ * Nothing is allocated inside forward or backward. */
+#ifndef CP_CPNET_H
+#define CP_CPNET_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "ctx.h"
+#include "kernels/ops.h"
+
+#define CPNET_MAX_LEVELS 6
+#define CPNET_BN_EPS 1e-5f
+#define CPNET_BN_MOMENTUM 0.05f
+
+typedef enum { T_PARAM = 0, T_FROZEN, T_RUNNING_MEAN, T_RUNNING_VAR, T_NBT } CpTensorKind;
+
+typedef struct {
+    char name[96];
+    CpTensorKind kind;
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    int64_t offset; /* into params / stats / nbt / frozen, by kind */
+    int64_t fan_in; /* init: > 0 uniform(+-1/sqrt(fan_in)); 0 BN weight (1) or bias (0) */
+} CpTensorInfo;
+
+/* One BatchNorm (+ReLU) + conv unit = PyTorch's batchconv / batchconv0, or
+ * batchconvstyle when `style` is set (skip add, style Linear, then the unit). */
+typedef struct {
+    int cin, cout, k, relu, style;
+    int64_t bn_w, bn_b, w, b, full_w, full_b; /* offsets in params */
+    int64_t rm, rv;                           /* offsets in stats */
+    int nbt;                                  /* index in nbt */
+    /* activations of the last forward (pointers into the arena) */
+    const float *x;      /* unit input (before the style add) */
+    const float *skip;   /* skip tensor added first (style units), or NULL */
+    float *xsum;         /* x + skip (style units with skip) */
+    float *feat;         /* [N, cout] style feature */
+    float *bnin;         /* BN input: x, or (x [+ skip]) + feat */
+    float *bn;           /* BN (+ReLU) output = conv input */
+    float *mean, *rstd;  /* [cin] */
+    float *out;          /* conv output [N, cout, H, W] */
+    int H, W;
+} CpUnit;
+
+typedef struct {
+    CpUnit conv[4], proj;
+    int cin, cout;
+    const float *in;    /* block input */
+    float *x1, *out;    /* proj + conv_1 path, block output */
+    float *up;          /* upsampled input (res_up blocks below the deepest) */
+    uint8_t *arg;       /* maxpool argmax (res_down blocks > 0) */
+    float *pooled_in;   /* maxpool output = block input (res_down blocks > 0) */
+    int H, W;
+} CpBlock;
+
+typedef struct {
+    int nbase[CPNET_MAX_LEVELS + 1];
+    int nlev; /* number of res_down blocks = len(nbase) - 1 */
+    int nout, k;
+    float diam_mean;
+} CPnetConfig;
+
+typedef struct {
+    CPnetConfig cfg;
+    const CpOps *ops;
+    CpTensorInfo *tensors;
+    int ntensors;
+    int64_t nparams, nstats;
+    int nnbt, nfrozen;
+    float *params, *grads, *stats;
+    int64_t *nbt;
+    float frozen[2]; /* diam_mean, diam_labels */
+    CpBlock down[CPNET_MAX_LEVELS], up[CPNET_MAX_LEVELS];
+    CpUnit output;
+    /* style */
+    float *style_pooled, *style_norm, *style;
+    /* activation arena for one (N, H, W, training) plan */
+    float *act, *dact, *scratch;
+    int64_t act_floats, scratch_floats;
+    int plan_n, plan_h, plan_w, plan_train;
+    const float *input;
+    float *y; /* output [N, nout, H, W] */
+} CPnet;
+
+int cpnet_config_from(CPnetConfig *c, const NetConfig *net, CpErr *e);
+/* Builds the tensor table and allocates params/grads/stats (zeroed: call
+ * cpnet_init_random or cpnet_load next). */
+int cpnet_create(CPnet *net, const CPnetConfig *cfg, const CpOps *ops, CpErr *e);
+void cpnet_free(CPnet *net);
+/* PyTorch's default init from a seed (Philox): conv/linear weight and bias
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BN weight 1, bias 0, running mean 0,
+ * var 1, counters 0; diam_mean = diam_labels = cfg.diam_mean. */
+void cpnet_init_random(CPnet *net, uint32_t seed);
+
+/* Model files (safetensors, state_dict names). Loading checks every name,
+ * shape and dtype and names what is missing, extra or mis-shaped. */
+int cpnet_save(const CPnet *net, const char *path, const char *const *meta, int n_meta, CpErr *e);
+int cpnet_load(CPnet *net, const char *path, CpErr *e);
+
+/* Size the activation arena for batch N at H x W (training keeps gradients).
+ * Prints nothing; cpnet_memory_report says what each role takes. */
+int cpnet_plan(CPnet *net, int N, int H, int W, int training, CpErr *e);
+void cpnet_memory_report(const CPnet *net, FILE *f);
+
+/* Forward: training (batch statistics, running stats updated) or eval.
+ * Returns the output y[N, nout, H, W] (inside the arena). Fails if a style
+ * norm is 0 (Cellpose would produce NaN). */
+float *cpnet_forward(CPnet *net, const float *x, int training, const CpCtx *ctx, CpErr *e);
+/* Backward of the last training forward: grads += d(loss)/d(params) given
+ * dy = d(loss)/dy. */
+void cpnet_backward(CPnet *net, const float *dy, const CpCtx *ctx);
+
+/* SHA-256 of the parameters (params, stats, nbt, frozen in state_dict order
+ * as written to the model file). */
+void cpnet_hash(const CPnet *net, char hex[65]);
+
+#endif

@@ -168,5 +168,24 @@ static inline void fill_uniform(float *p, int64_t n, uint32_t stream, float lo, 
 }
 
 static inline float *alloc_f32(int64_t n) { return (float *)cp_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); }
+static inline void zero(float *p, int64_t n) { memset(p, 0, sizeof(float) * (size_t)n); }
+static inline void copy(float *dst, const float *src, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
+
+/* A CPU context with `threads` workers (the thread-identity checks). */
+static inline CpCtx ctx_with(int threads) {
+    CpCtx ctx;
+    cp_ctx_init(&ctx, CP_BACKEND_CPU, threads, 0);
+    return ctx;
+}
+
+/* FREE_ALL(a, b, c): cp_free each buffer. */
+static inline void free_all(float **p, size_t n) {
+    for (size_t i = 0; i < n; i++) cp_free(p[i]);
+}
+#define FREE_ALL(...)                                                          \
+    do {                                                                       \
+        float *all_[] = {__VA_ARGS__};                                         \
+        free_all(all_, sizeof all_ / sizeof all_[0]);                          \
+    } while (0)
 
 #endif

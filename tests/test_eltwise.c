@@ -45,22 +45,6 @@ static const double TOL_DBIAS[2] = {5e-4, 1e-5};
 static const double TOL_FD[2] = {1e-4, 1e-3};
 #define FD_EPS 1e-2f
 
-static CpCtx ctx_with(int threads) {
-    CpCtx ctx;
-    cp_ctx_init(&ctx, CP_BACKEND_CPU, threads, 0);
-    return ctx;
-}
-
-static void zero(float *p, int64_t n) { memset(p, 0, sizeof(float) * (size_t)n); }
-static void copy(float *dst, const float *src, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
-static void free_all(float **p, size_t n) {
-    for (size_t i = 0; i < n; i++) cp_free(p[i]);
-}
-#define FREE_ALL(...)                                                          \
-    do {                                                                       \
-        float *all_[] = {__VA_ARGS__};                                         \
-        free_all(all_, sizeof all_ / sizeof all_[0]);                          \
-    } while (0)
 
 /* ---- 1. vs PyTorch ---- */
 typedef enum { OP_RELU, OP_GELU } UnaryOp;

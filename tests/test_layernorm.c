@@ -40,14 +40,6 @@ static const double TOL_DX[2] = {2e-5, 1e-4};
 static const double TOL_DWB[2] = {5e-4, 1e-5};
 static const double TOL_FD[2] = {3e-4, 3e-3};
 
-static CpCtx ctx_with(int threads) {
-    CpCtx ctx;
-    cp_ctx_init(&ctx, CP_BACKEND_CPU, threads, 0);
-    return ctx;
-}
-
-static void zero(float *p, int64_t n) { memset(p, 0, sizeof(float) * (size_t)n); }
-static void copy(float *dst, const float *src, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* One problem of either op: LayerNorm (is2d = 0: M, D) or LayerNorm2d
  * (is2d = 1: N, C, HW). n elements, nstat statistics (M or N*HW), npar

@@ -103,7 +103,8 @@ $(BUILD)/tests/cuda_%: tests/cuda_%.cu $(LIB) $(HDRS)
 
 # ---- dependencies -------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libtiff-dev libyaml-dev libjansson-dev libssl-dev libstb-dev \
-            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch
+            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch \
+            python3-scipy python3-numba python3-opencv python3-tqdm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -118,9 +119,9 @@ deps:
 
 # Python packages that Debian does not ship go into build/pydeps (pip --target),
 # never into the system. PYTHONPATH points there when tests run. --no-deps:
-# the tests import only cellpose.resnet_torch, which needs nothing beyond
-# Debian's torch and numpy.
-PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3
+# Cellpose's other imports come from Debian (torch, numpy, scipy, numba,
+# opencv, tqdm) or are listed here (fastremap, fill_voids).
+PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3 fastremap==1.21.0 fill_voids==2.1.2
 pydeps: $(PYDEPS)/.stamp
 $(PYDEPS)/.stamp: Makefile
 	@echo "deps: installing Python packages into $(PYDEPS): $(PIP_PKGS)"

@@ -29,7 +29,7 @@ WARN     += -Werror
 endif
 OPT      ?= -O2 -g
 CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fno-math-errno -fopenmp \
-              -D_GNU_SOURCE -I. -Icore -Inets -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
+              -D_GNU_SOURCE -I. -Icore -Inets -Itrain -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
 LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lm
 TEST_LDLIBS := -lmpfr -lgmp
 

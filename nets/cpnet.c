@@ -203,27 +203,31 @@ static const void *tensor_data(const CPnet *net, const CpTensorInfo *t, StDtype 
     return NULL;
 }
 
-int cpnet_save(const CPnet *net, const char *path, const char *const *meta, int n_meta, CpErr *e) {
-    StWriteTensor *w = cp_calloc((size_t)net->ntensors, sizeof(StWriteTensor));
+int cpnet_write_list(const CPnet *net, StWriteTensor *w) {
     for (int i = 0; i < net->ntensors; i++) {
         const CpTensorInfo *t = &net->tensors[i];
+        memset(&w[i], 0, sizeof w[i]);
         w[i].name = t->name;
         w[i].ndim = t->ndim;
         for (int d = 0; d < t->ndim; d++) w[i].shape[d] = t->shape[d];
         w[i].data = tensor_data(net, t, &w[i].dtype);
     }
-    int rc = st_write(path, w, net->ntensors, meta, n_meta, e);
+    return net->ntensors;
+}
+
+int cpnet_save(const CPnet *net, const char *path, const char *const *meta, int n_meta, CpErr *e) {
+    StWriteTensor *w = cp_calloc((size_t)net->ntensors, sizeof(StWriteTensor));
+    int rc = st_write(path, w, cpnet_write_list(net, w), meta, n_meta, e);
     cp_free(w);
     return rc;
 }
 
-int cpnet_load(CPnet *net, const char *path, CpErr *e) {
-    StFile f;
-    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
+int cpnet_load_from(CPnet *net, const StFile *f, const char *extra_prefix, CpErr *e) {
+    const char *path = f->path;
     int rc = CP_OK;
     for (int i = 0; i < net->ntensors && rc == CP_OK; i++) {
         const CpTensorInfo *t = &net->tensors[i];
-        const StTensor *s = st_find(&f, t->name);
+        const StTensor *s = st_find(f, t->name);
         StDtype dt;
         void *dst = (void *)tensor_data(net, t, &dt);
         char want[128], got[128];
@@ -231,25 +235,29 @@ int cpnet_load(CPnet *net, const char *path, CpErr *e) {
         as_st.ndim = t->ndim;
         memcpy(as_st.shape, t->shape, sizeof t->shape);
         st_shape_str(&as_st, want, sizeof want);
-        if (!s) {
-            rc = cp_fail(e, "%s: tensor '%s' %s is missing (is this a CPnet with nbase of the config?)", path,
-                         t->name, want);
-            break;
-        }
+        if (!s)
+            return cp_fail(e, "%s: tensor '%s' %s is missing (is this a CPnet with nbase of the config?)", path,
+                           t->name, want);
         int same = s->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
-        if (!same) {
-            rc = cp_fail(e, "%s: tensor '%s' has shape %s, the config needs %s (wrong nbase or nout?)", path,
-                         t->name, st_shape_str(s, got, sizeof got), want);
-            break;
-        }
-        rc = st_copy(&f, s, dt, dst, t->numel, e);
+        if (!same)
+            return cp_fail(e, "%s: tensor '%s' has shape %s, the config needs %s (wrong nbase or nout?)", path,
+                           t->name, st_shape_str(s, got, sizeof got), want);
+        rc = st_copy(f, s, dt, dst, t->numel, e);
     }
-    for (int i = 0; i < f.n && rc == CP_OK; i++) {
-        int known = 0;
-        for (int j = 0; j < net->ntensors && !known; j++) known = strcmp(f.tensors[i].name, net->tensors[j].name) == 0;
-        if (!known) rc = cp_fail(e, "%s: unexpected tensor '%s' (not part of this CPnet)", path, f.tensors[i].name);
+    for (int i = 0; i < f->n && rc == CP_OK; i++) {
+        const char *name = f->tensors[i].name;
+        int known = extra_prefix && strncmp(name, extra_prefix, strlen(extra_prefix)) == 0;
+        for (int j = 0; j < net->ntensors && !known; j++) known = strcmp(name, net->tensors[j].name) == 0;
+        if (!known) rc = cp_fail(e, "%s: unexpected tensor '%s' (not part of this CPnet)", path, name);
     }
+    return rc;
+}
+
+int cpnet_load(CPnet *net, const char *path, CpErr *e) {
+    StFile f;
+    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
+    int rc = cpnet_load_from(net, &f, NULL, e);
     st_free(&f);
     return rc;
 }

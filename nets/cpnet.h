@@ -112,6 +112,12 @@ void cpnet_init_random(CPnet *net, uint32_t seed);
  * shape and dtype and names what is missing, extra or mis-shaped. */
 int cpnet_save(const CPnet *net, const char *path, const char *const *meta, int n_meta, CpErr *e);
 int cpnet_load(CPnet *net, const char *path, CpErr *e);
+/* The pieces, for files that carry more (checkpoints: optimizer state):
+ * fill w[0..ntensors) with the net's tensors in state_dict order; load from
+ * an open file, accepting extra tensors whose names start with extra_prefix. */
+#include "safetensors.h"
+int cpnet_write_list(const CPnet *net, StWriteTensor *w);
+int cpnet_load_from(CPnet *net, const StFile *f, const char *extra_prefix, CpErr *e);
 
 /* Size the activation arena for batch N at H x W (training keeps gradients).
  * Prints nothing; cpnet_memory_report says what each role takes. */

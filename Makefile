@@ -29,8 +29,8 @@ WARN     += -Werror
 endif
 OPT      ?= -O2 -g
 CFLAGS_ALL := -std=c11 $(OPT) -march=$(CPU_ARCH) -ffp-contract=off -fno-fast-math -fno-math-errno -fopenmp \
-              -D_GNU_SOURCE -I. -Icore -Inets -Itrain -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(WARN) $(SAN) $(CFLAGS)
-LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lm
+              -D_GNU_SOURCE -I. -Icore -Inets -Itrain -I/usr/include/x86_64-linux-gnu -I/usr/include/stb $(shell pkg-config --cflags cairo 2>/dev/null) $(WARN) $(SAN) $(CFLAGS)
+LDLIBS_ALL := -fopenmp $(SAN) -ltiff -lyaml -ljansson -lcrypto -lstb -lcairo -lm
 TEST_LDLIBS := -lmpfr -lgmp
 
 NVCC     ?= $(shell command -v nvcc 2>/dev/null)
@@ -99,11 +99,11 @@ $(BUILD)/bench/%: bench/%.c $(LIB) $(HDRS)
 
 $(BUILD)/tests/cuda_%: tests/cuda_%.cu $(LIB) $(HDRS)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) $< $(LIB) -o $@ -Xcompiler -fopenmp -ltiff -lyaml -ljansson -lcrypto -lstb -lm
+	$(NVCC) $(NVFLAGS) $< $(LIB) -o $@ -Xcompiler -fopenmp -ltiff -lyaml -ljansson -lcrypto -lstb -lcairo -lm
 
 # ---- dependencies -------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libtiff-dev libyaml-dev libjansson-dev libssl-dev libstb-dev \
-            libmpfr-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch \
+            libmpfr-dev libcairo2-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch \
             python3-scipy python3-numba python3-opencv python3-tqdm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 deps:
@@ -121,7 +121,7 @@ deps:
 # never into the system. PYTHONPATH points there when tests run. --no-deps:
 # Cellpose's other imports come from Debian (torch, numpy, scipy, numba,
 # opencv, tqdm) or are listed here (fastremap, fill_voids).
-PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3 fastremap==1.21.0 fill_voids==2.1.2
+PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3 fastremap==1.21.0 fill_voids==2.1.2 natsort==8.4.0 roifile==2024.9.15
 pydeps: $(PYDEPS)/.stamp
 $(PYDEPS)/.stamp: Makefile
 	@echo "deps: installing Python packages into $(PYDEPS): $(PIP_PKGS)"

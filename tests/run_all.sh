@@ -55,7 +55,7 @@ for t in "$BUILD"/tests/test_*; do
     [[ -x $t ]] && run_c "$(basename "$t")" "$t"
 done
 for t in build-san/tests/test_*; do
-    [[ -x $t ]] && run_c "sanitize/$(basename "$t")" "$t" CP_TEST_QUICK=1
+    [[ -x $t ]] && run_c "sanitize/$(basename "$t")" "$t" CP_TEST_QUICK=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 done
 for t in "$BUILD"/tests/cuda_*; do
     [[ -x $t ]] && run_c "$(basename "$t")" "$t"

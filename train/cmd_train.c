@@ -376,8 +376,9 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
     r.dy = cp_malloc(sizeof(float) * (size_t)(bs * 3 * B * B));
     fprintf(stderr, "train: %d training images%s, %d epochs from epoch %lld, seed %u, %d threads\n", p.n,
             a->test_data ? " (+ test set)" : "", tc->n_epochs, (long long)r.start_epoch, a->seed, a->ctx.threads);
+    int64_t nimg = tc->nimg_per_epoch > 0 ? tc->nimg_per_epoch : p.n; /* progress in images (images/s, ETA) */
     CpProgress pg;
-    progress_init(&pg, "train", "epoch", tc->n_epochs - r.start_epoch);
+    progress_init(&pg, "train", "img", (tc->n_epochs - r.start_epoch) * nimg);
     for (int64_t ep = r.start_epoch; ep < tc->n_epochs && rc == CP_OK; ep++) {
         double t0 = cp_time_sec();
         double loss = run_epoch(&r, &p, a, ep, lr[ep], 1, e);
@@ -394,12 +395,12 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
         if (rc == CP_OK) rc = save_outputs(&r, a, ep + 1, ep + 1 == tc->n_epochs || (ep + 1) % tc->save_every == 0, e);
         snprintf(tail, sizeof tail, "epoch %lld loss %.4f%s lr %.2e params %.12s", (long long)ep, loss,
                  tloss >= 0 ? " (test)" : "", lr[ep], hex);
-        progress_update(&pg, ep + 1 - r.start_epoch, tail);
+        progress_update(&pg, (ep + 1 - r.start_epoch) * nimg, tail);
     }
     if (rc == CP_OK) {
         char hex[65];
         cpnet_hash(&r.net, hex);
-        progress_end(&pg, tc->n_epochs - r.start_epoch, NULL);
+        progress_end(&pg, (tc->n_epochs - r.start_epoch) * nimg, NULL);
         printf("%s/model.bin\nparams sha256 %s\n", a->out, hex);
     }
 done:

@@ -42,6 +42,19 @@
 #define ORDER_STREAM 0x6f726431u /* "ord1": epoch order */
 #define TEST_EPOCH 0xffffffffu   /* augmentation counter used for test batches (fixed) */
 
+/* mkdir -p */
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 typedef struct {
     int n;
     int64_t *h, *w;
@@ -360,7 +373,7 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
     if (rc == CP_OK && a->test_data) rc = load_set(&dt, &pt, a->test_data, a, e);
     if (rc == CP_OK) rc = tfm_lr_schedule(lr, tc->learning_rate, tc->n_epochs, 3, e);
     /* only now, with the inputs checked, does the run folder appear */
-    if (rc == CP_OK && !a->resume && mkdir(a->out, 0777) != 0 && errno != EEXIST)
+    if (rc == CP_OK && !a->resume && make_dirs(a->out) != 0)
         rc = cp_fail(e, "%s: cannot create: %s", a->out, strerror(errno));
     if (rc == CP_OK) {
         if (tc->n_epochs < 10)

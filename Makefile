@@ -156,9 +156,9 @@ bench: all
 
 # The main job on the bundled data: train a small CPnet deterministically on
 # the DSB2018 fluorescence nuclei (test loss on the held-out BBBC039 images),
-# then show the run: manifest, loss curve, parameter hash. Same seed, same
-# hash, on any machine and thread count. (AP on a held-out image arrives with
-# `infer`, issue 6.)
+# then segment the held-out BBBC039 images with it and score them against
+# their ground truth (Cellpose's AP). Same seed, same hashes, on any machine
+# and thread count.
 RUN_DIR ?= run/sample
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -168,7 +168,13 @@ run: deps
 	@$(PYTHON) -c 'import json; m = json.load(open("$(RUN_DIR)/manifest.json")); e = m["epochs"]; \
 	  print("epochs %d, train loss %.4f -> %.4f, test loss %s" % (len(e), e[0]["train_loss"], e[-1]["train_loss"], \
 	  [round(x["test_loss"], 4) for x in e if x["test_loss"] is not None]))'
-	@echo "run folder: $(RUN_DIR) (model.bin, checkpoint.bin, manifest.json, loss.png)"
+	@for i in 000 001 002; do \
+	  $(BIN)/infer $(RUN_DIR)/model.bin data/samples/bbbc039_u2os_nuclei/bbbc039_$$i.tif --out $(RUN_DIR) --save-flows --save-outlines \
+	    --gt data/samples/bbbc039_u2os_nuclei/bbbc039_$${i}_masks.tif || exit 1; \
+	done | $(PYTHON) -c 'import json, sys; \
+	  [print("%s: %d masks, AP@0.5 %.3f, AP@0.75 %.3f, masks sha256 %.16s, %.1f s" % (d["image"].split("/")[-1], d["masks"], \
+	  d["ap"]["ap50"], d["ap"]["ap75"], d["masks_sha256"], d["seconds"]["total"])) for d in map(json.loads, sys.stdin)]'
+	@echo "run folder: $(RUN_DIR) (model.bin, checkpoint.bin, manifest.json, loss.png, *_cp_masks.tif, *_flows.tif, *_outlines.png)"
 
 clean:
 	rm -rf build build-san bin

@@ -519,3 +519,26 @@ void cpnet_backward(CPnet *net, const float *dy, const CpCtx *ctx) {
         }
     }
 }
+
+int cpnet_config_from_file(CPnetConfig *c, const StFile *f, CpErr *e) {
+    memset(c, 0, sizeof *c);
+    char name[96];
+    for (int n = 0; n <= CPNET_MAX_LEVELS; n++) { /* nbase from the res_down conv_0 weights */
+        snprintf(name, sizeof name, "downsample.down.res_down_%d.conv.conv_0.2.weight", n);
+        const StTensor *t = st_find(f, name);
+        if (!t) break;
+        if (t->ndim != 4 || n >= CPNET_MAX_LEVELS)
+            return cp_fail(e, "%s: tensor '%s' is not a CPnet conv weight", f->path, name);
+        if (n == 0) c->nbase[0] = (int)t->shape[1], c->k = (int)t->shape[2];
+        c->nbase[n + 1] = (int)t->shape[0];
+        c->nlev = n + 1;
+    }
+    const StTensor *o = st_find(f, "output.2.weight"), *d = st_find(f, "diam_mean");
+    if (c->nlev < 1 || !o || o->ndim != 4 || !d || d->numel != 1)
+        return cp_fail(e, "%s: not a CPnet model file (no res_down / output / diam_mean tensors)", f->path);
+    c->nout = (int)o->shape[0];
+    float dm;
+    if (st_copy(f, d, ST_F32, &dm, 1, e) != CP_OK) return CP_EFAIL;
+    c->diam_mean = dm;
+    return CP_OK;
+}

@@ -118,6 +118,9 @@ int cpnet_load(CPnet *net, const char *path, CpErr *e);
 #include "safetensors.h"
 int cpnet_write_list(const CPnet *net, StWriteTensor *w);
 int cpnet_load_from(CPnet *net, const StFile *f, const char *extra_prefix, CpErr *e);
+/* The net a model file describes (nbase and kernel from the conv shapes,
+ * nout, diam_mean), for programs given only a model.bin. */
+int cpnet_config_from_file(CPnetConfig *c, const StFile *f, CpErr *e);
 
 /* Size the activation arena for batch N at H x W (training keeps gradients).
  * Prints nothing; cpnet_memory_report says what each role takes. */

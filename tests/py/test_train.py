@@ -70,6 +70,8 @@ def test_resume_after_kill(bindir, data, tmp_path):
     assert r.returncode == 0, r.stderr
     resumed = json.load(open(man))
     assert _hashes(resumed) == _hashes(full)
+    losses = [e["train_loss"] for e in full["epochs"]]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses  # it learns
     assert open(os.path.join(out, "model.bin"), "rb").read() == open(tmp_path / "full" / "model.bin", "rb").read()
     # resuming with another seed is refused
     r = run_prog(bindir, "train", "--config", CFG, "--data", data, "--seed", "8", "--n-epochs", "60", "--resume", out)

@@ -67,6 +67,18 @@ static inline float *ref_f32(TestCase *tc, const Ref *r, const char *name, int64
     return p;
 }
 
+/* F64 tensor `name` (any shape) into a fresh buffer; *n = its element count. */
+static inline double *ref_f64v(TestCase *tc, const Ref *r, const char *name, int64_t *n) {
+    const StTensor *t = r->ok ? st_find(&r->f, name) : NULL;
+    CHECKF(t != NULL, "reference tensor '%s' missing", name);
+    if (!t) return NULL;
+    double *p = (double *)cp_malloc(sizeof(double) * (size_t)(t->numel > 0 ? t->numel : 1));
+    CpErr e;
+    CHECK(st_copy(&r->f, t, ST_F64, p, t->numel, &e) == CP_OK);
+    *n = t->numel;
+    return p;
+}
+
 /* Integer scalar stored by the reference script (shapes, flags), as I64. */
 static inline int64_t ref_int(TestCase *tc, const Ref *r, const char *name) {
     const StTensor *t = r->ok ? st_find(&r->f, name) : NULL;

@@ -27,17 +27,6 @@ static uint32_t *ref_u32(TestCase *tc, const Ref *r, const char *name, int64_t *
     return m;
 }
 
-static double *ref_f64v(TestCase *tc, const Ref *r, const char *name, int64_t *n) {
-    const StTensor *t = r->ok ? st_find(&r->f, name) : NULL;
-    CHECKF(t != NULL, "reference tensor '%s' missing", name);
-    if (!t) return NULL;
-    double *p = (double *)cp_malloc(sizeof(double) * (size_t)(t->numel > 0 ? t->numel : 1));
-    CpErr e;
-    CHECK(st_copy(&r->f, t, ST_F64, p, t->numel, &e) == CP_OK);
-    *n = t->numel;
-    return p;
-}
-
 static int same_masks(TestCase *tc, const char *what, const uint32_t *got, const uint32_t *ref, int64_t n) {
     int64_t bad = 0, first = -1;
     for (int64_t i = 0; i < n; i++)

@@ -22,17 +22,6 @@ static int64_t *ref_i64v(TestCase *tc, const Ref *r, const char *name, int64_t *
     return p;
 }
 
-static double *ref_f64v(TestCase *tc, const Ref *r, const char *name, int64_t *n) {
-    const StTensor *t = r->ok ? st_find(&r->f, name) : NULL;
-    CHECKF(t != NULL, "reference tensor '%s' missing", name);
-    if (!t) return NULL;
-    double *p = (double *)cp_malloc(sizeof(double) * (size_t)(t->numel > 0 ? t->numel : 1));
-    CpErr e;
-    CHECK(st_copy(&r->f, t, ST_F64, p, t->numel, &e) == CP_OK);
-    *n = t->numel;
-    return p;
-}
-
 static int same_f64(double a, double b, double tol) { return (isnan(a) && isnan(b)) || fabs(a - b) <= tol; }
 
 /* One case: AP at both threshold sets, AJI, mask_ious. Returns max |AP diff|. */

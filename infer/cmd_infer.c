@@ -30,7 +30,7 @@
 static CliOpt opts[] = {
     {"out", "DIR", "where results go (default: the image's folder; never over the input)", NULL},
     {"threads", "N", "CPU threads (results do not depend on it)", NULL},
-    {"diameter", "D", "cell diameter in pixels: the image is rescaled by diam_mean / D (default: none)", NULL},
+    {"diameter", "D", "cell diameter in pixels: rescale by diam_mean / D (default: the model's diam_labels)", NULL},
     {"channels", "C1,C2", "Cellpose channel selection (default 0,0: grayscale)", NULL},
     {"page", "N", "page of a multi-page TIFF (0-based)", NULL},
     {"cellprob-threshold", "T", "threshold on the cell probability logit (0.0)", NULL},
@@ -154,12 +154,25 @@ static int infer_one(const char *model_path, const char *path, const InferArgs *
     if (rc != CP_OK) goto done;
     t[1] = cp_time_sec();
     xs = x;
-    if (a->diameter > 0) { /* Cellpose v3: rescale = diam_mean / diameter */
-        double rsz = net.cfg.diam_mean / a->diameter;
+    /* Cellpose v3 eval: rescale = diam_mean / diameter (a Python float: double)
+     * when --diameter is given, else diam_mean / diam_labels from the model
+     * file (float32 / float32); niter defaults to 1 / rescale * 200 in the
+     * same precision. */
+    double rsz = 1.0;
+    uint32_t niter_default = 200;
+    if (a->diameter > 0) {
+        rsz = net.cfg.diam_mean / a->diameter;
+        niter_default = dyn_niter_default(a->diameter, net.cfg.diam_mean, 1);
+    } else if (net.frozen[1] > 0) {
+        float r = net.frozen[0] / net.frozen[1];
+        rsz = r;
+        niter_default = (uint32_t)((1.0f / r) * 200.0f);
+    }
+    if (rsz != 1.0) {
         Hs = tiles_rescaled_size(H, rsz), Ws = tiles_rescaled_size(W, rsz);
         if (Hs < 1 || Ws < 1 || Hs * Ws > ctx->max_pixels) {
-            rc = cp_fail(e, "%s: --diameter %g rescales the image to %lld x %lld pixels", path, a->diameter,
-                         (long long)Hs, (long long)Ws);
+            rc = cp_fail(e, "%s: diameter rescaling (x%g) gives a %lld x %lld image", path, rsz, (long long)Hs,
+                         (long long)Ws);
             goto done;
         }
         xs = cp_malloc(sizeof(float) * (size_t)(2 * Hs * Ws));
@@ -177,7 +190,7 @@ static int infer_one(const char *model_path, const char *path, const InferArgs *
     }
     t[2] = cp_time_sec();
     masks = cp_malloc(sizeof(uint32_t) * (size_t)(H * W));
-    uint32_t niter = a->niter > 0 ? (uint32_t)a->niter : dyn_niter_default(a->diameter, net.cfg.diam_mean, 1);
+    uint32_t niter = a->niter > 0 ? (uint32_t)a->niter : niter_default;
     rc = dyn_compute_masks(masks, y, y + 2 * H * W, H, W, (float)a->cellprob_thr, niter, a->max_frac, ctx, e);
     t[3] = cp_time_sec();
     if (rc == CP_OK && a->flow_thr > 0) rc = cln_flow_error_remove(masks, y, H, W, (float)a->flow_thr, ctx, e);
@@ -218,9 +231,9 @@ static int infer_one(const char *model_path, const char *path, const InferArgs *
         if (rc != CP_OK) goto done;
     }
     t[5] = cp_time_sec();
-    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f}}", "image", path,
+    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:f, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f}}", "image", path,
                           "masks_file", mpath, "height", (json_int_t)H, "width", (json_int_t)W, "masks", (int)nmask,
-                          "masks_sha256", hex, "niter", (int)niter, "ap", apj, "seconds", "read_normalize", t[1] - t[0], "network",
+                          "masks_sha256", hex, "niter", (int)niter, "rescale", rsz, "ap", apj, "seconds", "read_normalize", t[1] - t[0], "network",
                           t[2] - t[1], "dynamics", t[3] - t[2], "cleanup", t[4] - t[3], "write", t[5] - t[4], "total",
                           t[5] - t[0]);
     char *s = json_dumps(j, JSON_COMPACT);

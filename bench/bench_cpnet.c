@@ -28,11 +28,8 @@ int main(int argc, char **argv) {
     int64_t step = 0;
 #define TRAIN_STEP                                                                                           \
     {                                                                                                        \
-        memset(net.grads, 0, sizeof(float) * (size_t)net.nparams);                                           \
-        memset(dy, 0, sizeof(float) * (size_t)ny);                                                           \
-        float *y = cpnet_forward(&net, x, 1, &ctx, &e);                                                      \
-        cellpose_loss_cpu(dy, y, lbl, N, (int64_t)H * W, &ctx);                                              \
-        cpnet_backward(&net, dy, &ctx);                                                                      \
+        float loss_;                                                                                         \
+        cpnet_loss_backward(&net, x, lbl, dy, &loss_, &ctx, &e);                                             \
         adamw_step_cpu(net.params, m, v, net.grads, net.nparams, 0.005, 0.9, 0.999, 1e-8, 1e-5, ++step, &ctx); \
     }
     BENCH_RUN("cpnet_train_step_n8_224", 3, TRAIN_STEP);

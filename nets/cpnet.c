@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,11 +26,7 @@
 
 /* ---- tensor table ---- */
 
-static int64_t add_tensor(CPnet *net, CpTensorKind kind, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-#include <stdarg.h>
-static int64_t add_tensor(CPnet *net, CpTensorKind kind, int ndim, const int64_t *shape, const char *fmt, ...) {
+static __attribute__((format(printf, 5, 6))) int64_t add_tensor(CPnet *net, CpTensorKind kind, int ndim, const int64_t *shape, const char *fmt, ...) {
     if (net->ntensors % 64 == 0)
         net->tensors = realloc(net->tensors, sizeof(CpTensorInfo) * (size_t)(net->ntensors + 64));
     CP_ASSERT(net->tensors);
@@ -540,5 +537,17 @@ int cpnet_config_from_file(CPnetConfig *c, const StFile *f, CpErr *e) {
     float dm;
     if (st_copy(f, d, ST_F32, &dm, 1, e) != CP_OK) return CP_EFAIL;
     c->diam_mean = dm;
+    return CP_OK;
+}
+
+int cpnet_loss_backward(CPnet *net, const float *x, const float *lbl, float *dy, float *loss, const CpCtx *ctx,
+                        CpErr *e) {
+    int64_t HW = (int64_t)net->plan_h * net->plan_w, ny = (int64_t)net->plan_n * net->cfg.nout * HW;
+    const float *y = cpnet_forward(net, x, 1, ctx, e);
+    if (!y) return CP_EFAIL;
+    memset(dy, 0, sizeof(float) * (size_t)ny);
+    *loss = net->ops->cellpose_loss(dy, y, lbl, net->plan_n, HW, ctx);
+    memset(net->grads, 0, sizeof(float) * (size_t)net->nparams);
+    cpnet_backward(net, dy, ctx);
     return CP_OK;
 }

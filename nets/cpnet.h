@@ -135,6 +135,14 @@ float *cpnet_forward(CPnet *net, const float *x, int training, const CpCtx *ctx,
  * dy = d(loss)/dy. */
 void cpnet_backward(CPnet *net, const float *dy, const CpCtx *ctx);
 
+/* One training pass over the planned batch, as train/ runs it: forward in
+ * training mode, the Cellpose loss against lbl [N, 3, H, W], gradients zeroed
+ * then filled by backward; the caller applies its optimizer. dy: scratch
+ * [N, nout, H, W]. *loss = the batch loss. Fails only when the forward does
+ * (a zero style norm). */
+int cpnet_loss_backward(CPnet *net, const float *x, const float *lbl, float *dy, float *loss, const CpCtx *ctx,
+                        CpErr *e);
+
 /* SHA-256 of the parameters (params, stats, nbt, frozen in state_dict order
  * as written to the model file). */
 void cpnet_hash(const CPnet *net, char hex[65]);

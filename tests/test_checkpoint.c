@@ -35,12 +35,8 @@ static void step(CPnet *net, TrainState *st, int b, const CpCtx *ctx) {
     fill_uniform(x, nx, 100 + (uint32_t)b, -1, 2);
     fill_uniform(lbl, ny, 200 + (uint32_t)b, -1, 1);
     CpErr e;
-    zero(net->grads, net->nparams);
-    zero(dy, ny);
-    float *y = cpnet_forward(net, x, 1, ctx, &e);
-    CP_ASSERT(y);
-    cellpose_loss_cpu(dy, y, lbl, N, H * W, ctx);
-    cpnet_backward(net, dy, ctx);
+    float loss;
+    CP_ASSERT(cpnet_loss_backward(net, x, lbl, dy, &loss, ctx, &e) == CP_OK);
     adamw_step_cpu(net->params, st->m, st->v, net->grads, net->nparams, 5e-3, 0.9, 0.999, 1e-8, 1e-5, ++st->step,
                    ctx);
     FREE_ALL(x, lbl, dy);

@@ -257,21 +257,6 @@ done:
     cpnet_free(&net);
 }
 
-/* One AdamW training step as train/ will run it: zero grads, forward,
- * Cellpose loss, backward, AdamW. Returns the loss. */
-static float train_step(CPnet *net, const float *x, const float *lbl, float *dy, int64_t t, const CpCtx *ctx) {
-    CpErr e;
-    int64_t ny = (int64_t)N * 3 * H * W;
-    memset(net->grads, 0, sizeof(float) * (size_t)net->nparams);
-    memset(dy, 0, sizeof(float) * (size_t)ny);
-    float *y = cpnet_forward(net, x, 1, ctx, &e);
-    CP_ASSERT(y);
-    float loss = cellpose_loss_cpu(dy, y, lbl, N, (int64_t)H * W, ctx);
-    cpnet_backward(net, dy, ctx);
-    (void)t;
-    return loss;
-}
-
 TEST(test_trajectory_vs_cellpose) {
     Ref r;
     if (!ref_load(tc, &r, "cpnet")) return;
@@ -291,7 +276,8 @@ TEST(test_trajectory_vs_cellpose) {
     if (!xs || !ls || !losses) goto done;
     float *ours_loss = alloc_f32(STEPS);
     for (int s = 0; s < steps; s++) {
-        ours_loss[s] = train_step(&net, xs + s * nx, ls + s * ny, dy, s + 1, &ctx);
+        CHECKF(cpnet_loss_backward(&net, xs + s * nx, ls + s * ny, dy, &ours_loss[s], &ctx, &e) == CP_OK, "%s",
+               e.msg);
         adamw_step_cpu(net.params, m, v, net.grads, net.nparams, 1e-3, 0.9, 0.999, 1e-8, 1e-5, s + 1, &ctx);
         printf("  step %2d  loss %.7f  cellpose fp32 %.7f\n", s, ours_loss[s], losses[s]);
     }
@@ -334,12 +320,8 @@ TEST(test_threads_identical) {
         fill_uniform(lbl, ny, 2, -1, 1);
         float *m = cp_calloc((size_t)net.nparams, sizeof(float)), *v = cp_calloc((size_t)net.nparams, sizeof(float));
         for (int s = 1; s <= 2; s++) {
-            memset(net.grads, 0, sizeof(float) * (size_t)net.nparams);
-            memset(dy, 0, sizeof(float) * (size_t)ny);
-            float *y = cpnet_forward(&net, x, 1, &ctx, &e);
-            CP_ASSERT(y);
-            cellpose_loss_cpu(dy, y, lbl, 2, 24 * 32, &ctx);
-            cpnet_backward(&net, dy, &ctx);
+            float loss;
+            CHECKF(cpnet_loss_backward(&net, x, lbl, dy, &loss, &ctx, &e) == CP_OK, "%s", e.msg);
             adamw_step_cpu(net.params, m, v, net.grads, net.nparams, 5e-3, 0.9, 0.999, 1e-8, 1e-5, s, &ctx);
         }
         cpnet_hash(&net, hex[k]);

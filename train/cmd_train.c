@@ -189,17 +189,23 @@ static double run_epoch(Run *r, const Prepared *p, const Args *a, int64_t epoch,
         }
         make_batch(r->X, r->Y, p, order, k, k + nb, training ? (uint32_t)epoch : TEST_EPOCH, a,
                    r->net.cfg.diam_mean);
-        int64_t ny = (int64_t)nb * 3 * B * B;
-        memset(r->dy, 0, sizeof(float) * (size_t)ny);
-        float *y = cpnet_forward(&r->net, r->X, training, &a->ctx, e);
-        if (!y) {
+        float loss = 0;
+        int rc;
+        if (training) {
+            rc = cpnet_loss_backward(&r->net, r->X, r->Y, r->dy, &loss, &a->ctx, e);
+        } else {
+            const float *y = cpnet_forward(&r->net, r->X, 0, &a->ctx, e);
+            if (y) loss = cellpose_loss_cpu(NULL, y, r->Y, nb, (int64_t)B * B, &a->ctx);
+            rc = y ? CP_OK : CP_EFAIL;
+        }
+        if (rc == CP_OK && isnan(loss))
+            rc = cp_fail(e, "%s: the loss became NaN at epoch %lld (learning rate %g too high?)", a->data,
+                         (long long)epoch, lr);
+        if (rc != CP_OK) {
             cp_free(order);
             return NAN;
         }
-        float loss = cellpose_loss_cpu(training ? r->dy : NULL, y, r->Y, nb, (int64_t)B * B, &a->ctx);
         if (training) {
-            memset(r->net.grads, 0, sizeof(float) * (size_t)r->net.nparams);
-            cpnet_backward(&r->net, r->dy, &a->ctx);
             r->st.step++;
             if (tc->optimizer == OPT_SGD)
                 sgd_step_cpu(r->net.params, r->st.m, r->net.grads, r->net.nparams, lr, tc->momentum,

@@ -30,3 +30,7 @@ for s in "${stems[@]}"; do
         fi
     done <<<"$ours"
 done
+
+# the whole inference pipeline next to the real Cellpose (time per stage)
+echo
+"$PYTHON" bench/infer_vs_cellpose.py --threads "$THREADS" --bin "${BIN:-bin}"

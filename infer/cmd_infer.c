@@ -1,34 +1,31 @@
-/* cmd_infer.c - `infer MODEL IMAGE`: Cellpose v3 inference with a CPnet
- * model, on the CPU, with the canonical steps of DESIGN.md ("One canonical
- * Cellpose"), each tested against the real Cellpose in its own test:
- *   read (any bit depth, channels, page) -> channel selection -> 1/99%
- *   normalization (train/transforms) -> optional --diameter rescale
- *   (bilinear, infer/tiles) -> padding, 224-px tiles with 10% overlap,
- *   CPnet in eval mode on batches of tiles, taper blending (infer/tiles) ->
- *   resize back -> Euler integration and mask assembly (infer/dynamics) ->
- *   flow-error removal, hole filling, min size (infer/cleanup) ->
- *   NAME_cp_masks.tif (+ --save-flows NAME_flows.tif), and one JSON line
- *   (masks, mask SHA-256, timings per stage) on stdout.
- * The masks do not depend on --batch-size, tile order or --threads. */
+/* cmd_infer.c - `infer MODEL IMAGE [IMAGE ...]` or `infer MODEL --dir DIR`:
+ * Cellpose v3 inference with a CPnet model on the CPU (infer/pipeline.h has
+ * the steps, defaults and the determinism argument). Per image it writes
+ * NAME_cp_masks.tif (+ --save-flows NAME_flows.tif, --save-outlines
+ * NAME_outlines.png, --dump-features NAME_features_LAYER.png) into --out
+ * (default: the image's folder) and prints one JSON line (masks, mask
+ * SHA-256, seconds per stage); --json FILE also collects the lines in a file.
+ * Outputs never replace an input: names ending in _cp_masks/_flows/_masks
+ * are not taken as images, and an output path equal to an input is refused.
+ * A folder run goes on after a bad image (one line naming it) and exits 1 at
+ * the end if any failed. */
 #include <jansson.h>
 #include <libgen.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cleanup.h"
 #include "cli.h"
-#include "cpnet.h"
-#include "dynamics.h"
-#include "image.h"
+#include "dataset.h"
+#include "featmaps.h"
 #include "metrics.h"
-#include "sha256.h"
-#include "tiles.h"
-#include "transforms.h"
+#include "pipeline.h"
+#include "progress.h"
 
 static CliOpt opts[] = {
+    {"dir", "DIR", "segment every image of a folder (Cellpose's file rules: masks and outputs skipped)", NULL},
     {"out", "DIR", "where results go (default: the image's folder; never over the input)", NULL},
+    {"json", "FILE", "also write the JSON lines of all images to FILE", NULL},
     {"threads", "N", "CPU threads (results do not depend on it)", NULL},
     {"diameter", "D", "cell diameter in pixels: rescale by diam_mean / D (default: the model's diam_labels)", NULL},
     {"channels", "C1,C2", "Cellpose channel selection (default 0,0: grayscale)", NULL},
@@ -36,21 +33,25 @@ static CliOpt opts[] = {
     {"cellprob-threshold", "T", "threshold on the cell probability logit (0.0)", NULL},
     {"flow-threshold", "T", "maximum flow error per mask (0.4; 0 disables)", NULL},
     {"niter", "N", "Euler integration steps (default: 200, scaled with --diameter)", NULL},
-    {"min-size", "N", "drop masks smaller than N pixels (15)", NULL},
+    {"min-size", "N", "drop masks smaller than N pixels (15; -1 keeps all)", NULL},
     {"max-size-fraction", "F", "drop masks larger than F of the image (0.4)", NULL},
+    {"bsize", "N", "tile side in pixels, a multiple of 16 (224)", NULL},
     {"tile-overlap", "F", "tile overlap fraction (0.1)", NULL},
+    {"augment", NULL, "Cellpose's test-time augmentation: flipped, half-overlapping tiles", NULL},
     {"batch-size", "N", "tiles per forward pass (8; results do not depend on it)", NULL},
     {"save-flows", NULL, "also write NAME_flows.tif (float32: dY, dX, cellprob)", NULL},
     {"save-outlines", NULL, "also write NAME_outlines.png (the image with mask outlines in red)", NULL},
-    {"gt", "MASKS", "ground-truth labels: add Cellpose's AP at IoU 0.5/0.75/0.9 to the JSON line", NULL},
+    {"dump-features", "LAYER", "write NAME_features_LAYER.png: 3 principal components of a layer's feature maps as RGB "
+                               "(layers: down0.., up0.., output; 'list' prints them)", NULL},
+    {"gt", "MASKS", "ground-truth labels: add Cellpose's AP at IoU 0.5/0.75/0.9 to the JSON line (one image)", NULL},
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
 
 typedef struct {
-    double diameter, cellprob_thr, flow_thr, max_frac, overlap;
-    long niter, min_size, batch, page;
-    int channels[2];
-    const char *out;
+    InferParams p;
+    long page;
+    const char *out, *gt, *features;
+    int save_flows, save_outlines;
 } InferArgs;
 
 static int parse_double(const char *name, double lo, double hi, double *out, CpErr *e) {
@@ -65,65 +66,30 @@ static int parse_double(const char *name, double lo, double hi, double *out, CpE
 }
 
 static int parse_args(InferArgs *a, CpErr *e) {
-    *a = (InferArgs){.cellprob_thr = 0.0, .flow_thr = 0.4, .max_frac = 0.4, .overlap = 0.1, .min_size = 15,
-                     .batch = 8, .niter = 0};
+    *a = (InferArgs){.p = infer_params_default()};
+    InferParams *p = &a->p;
     a->out = cli_get(opts, NOPTS, "out");
+    a->gt = cli_get(opts, NOPTS, "gt");
+    a->features = cli_get(opts, NOPTS, "dump-features");
+    a->save_flows = cli_get(opts, NOPTS, "save-flows") != NULL;
+    a->save_outlines = cli_get(opts, NOPTS, "save-outlines") != NULL;
+    p->augment = cli_get(opts, NOPTS, "augment") != NULL;
     const char *ch = cli_get(opts, NOPTS, "channels");
-    if (ch && sscanf(ch, "%d,%d", &a->channels[0], &a->channels[1]) != 2)
-        return cp_fail(e, "--channels: expected two integers like 2,3, got '%s'", ch);
-    if (parse_double("diameter", 0, 1e6, &a->diameter, e) || parse_double("cellprob-threshold", -1e3, 1e3, &a->cellprob_thr, e) ||
-        parse_double("flow-threshold", 0, 1e6, &a->flow_thr, e) || parse_double("max-size-fraction", 0, 1, &a->max_frac, e) ||
-        parse_double("tile-overlap", 0, 1, &a->overlap, e) ||
-        cli_get_int(opts, NOPTS, "niter", 0, 100000, &a->niter, e) || cli_get_int(opts, NOPTS, "min-size", -1, 1L << 40, &a->min_size, e) ||
-        cli_get_int(opts, NOPTS, "batch-size", 1, 1024, &a->batch, e) || cli_get_int(opts, NOPTS, "page", 0, 1000000, &a->page, e))
+    char tail;
+    if (ch && (sscanf(ch, "%d,%d%c", &p->channels[0], &p->channels[1], &tail) != 2 || p->channels[0] < 0 ||
+               p->channels[0] > 3 || p->channels[1] < 0 || p->channels[1] > 3))
+        return cp_fail(e, "--channels: expected two integers in 0..3 like 2,3, got '%s'", ch);
+    long batch = p->batch, bsize = p->bsize;
+    if (parse_double("diameter", 0, 1e6, &p->diameter, e) || parse_double("cellprob-threshold", -1e3, 1e3, &p->cellprob_thr, e) ||
+        parse_double("flow-threshold", 0, 1e6, &p->flow_thr, e) || parse_double("max-size-fraction", 0, 1, &p->max_frac, e) ||
+        parse_double("tile-overlap", 0, 1, &p->overlap, e) ||
+        cli_get_int(opts, NOPTS, "niter", 0, 100000, &p->niter, e) || cli_get_int(opts, NOPTS, "min-size", -1, 1L << 40, &p->min_size, e) ||
+        cli_get_int(opts, NOPTS, "batch-size", 1, 1024, &batch, e) || cli_get_int(opts, NOPTS, "bsize", 16, 4096, &bsize, e) ||
+        cli_get_int(opts, NOPTS, "page", 0, 1000000, &a->page, e))
         return CP_EFAIL;
+    if (bsize % 16) return cp_fail(e, "--bsize: %ld is not a multiple of 16", bsize);
+    p->batch = (int)batch, p->bsize = (int)bsize;
     return CP_OK;
-}
-
-typedef struct {
-    CPnet *net;
-    const CpCtx *ctx;
-} Fwd;
-
-/* tiles_run's network callback: CPnet eval forward on n tiles. */
-static int forward_tiles(void *p, float *y, const float *x, int n, int by, int bx, CpErr *e) {
-    Fwd *f = p;
-    if (cpnet_plan(f->net, n, by, bx, 0, e) != CP_OK) return CP_EFAIL;
-    const float *out = cpnet_forward(f->net, x, 0, f->ctx, e);
-    if (!out) return CP_EFAIL;
-    memcpy(y, out, sizeof(float) * (size_t)n * (size_t)f->net->cfg.nout * (size_t)by * (size_t)bx);
-    return CP_OK;
-}
-
-static int load_model(CPnet *net, const char *path, CpErr *e) {
-    StFile f;
-    CPnetConfig c;
-    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
-    int rc = cpnet_config_from_file(&c, &f, e);
-    if (rc == CP_OK && c.nout != 3) rc = cp_fail(e, "%s: %d outputs; infer needs Cellpose's 3 (dY, dX, cellprob)", path, c.nout);
-    if (rc == CP_OK) rc = cpnet_create(net, &c, cp_ops_cpu(), e);
-    if (rc == CP_OK) rc = cpnet_load_from(net, &f, NULL, e);
-    st_free(&f);
-    return rc;
-}
-
-/* The normalized first channel as gray, mask boundaries (a labelled pixel
- * with a 4-neighbour of another label) in red. x: [H, W] in ~[0, 1]. */
-static int write_outlines(const char *path, const float *x, const uint32_t *m, int64_t H, int64_t W, CpErr *e) {
-    uint8_t *rgb = cp_malloc((size_t)(3 * H * W));
-    for (int64_t y = 0; y < H; y++)
-        for (int64_t c = 0; c < W; c++) {
-            int64_t i = y * W + c;
-            float v = x[i] < 0 ? 0 : x[i] > 1 ? 1 : x[i];
-            uint8_t g = (uint8_t)(v * 255.0f + 0.5f);
-            uint32_t l = m[i];
-            int edge = l && ((y > 0 && m[i - W] != l) || (y + 1 < H && m[i + W] != l) || (c > 0 && m[i - 1] != l) ||
-                             (c + 1 < W && m[i + 1] != l));
-            rgb[3 * i] = edge ? 255 : g, rgb[3 * i + 1] = edge ? 0 : g, rgb[3 * i + 2] = edge ? 0 : g;
-        }
-    int rc = image_write_png(path, rgb, 3, H, W, e);
-    cp_free(rgb);
-    return rc;
 }
 
 /* "dir/name.tif" -> "OUT/name<suffix>" (OUT = the image's folder by default) */
@@ -136,132 +102,114 @@ static void out_path(char *buf, size_t n, const char *out, const char *image, co
     snprintf(buf, n, "%s/%s%s", out ? out : dirname(b), base, suffix);
 }
 
-static int infer_one(const char *model_path, const char *path, const InferArgs *a, const CpCtx *ctx, CpErr *e) {
-    double t[8];
-    t[0] = cp_time_sec();
-    CPnet net = {0};
-    Image img = {0};
-    float *x = NULL, *xs = NULL, *y = NULL, *ys = NULL;
-    uint32_t *masks = NULL, *scratch = NULL;
-    int rc = load_model(&net, model_path, e);
-    if (rc == CP_OK) rc = image_read(&img, path, (int)a->page, ctx->max_pixels, e);
-    if (rc != CP_OK) goto done;
-    int64_t H = img.h, W = img.w, Hs = H, Ws = W;
-    x = cp_malloc(sizeof(float) * (size_t)(2 * H * W));
-    scratch = cp_malloc(sizeof(uint32_t) * (size_t)tfm_normalize_scratch(H, W));
-    rc = tfm_select_channels(x, &img, a->channels, path, e);
-    if (rc == CP_OK) rc = tfm_normalize_img(x, 2, H, W, 1.0, 99.0, scratch, NULL, NULL, ctx, path, e);
-    if (rc != CP_OK) goto done;
-    t[1] = cp_time_sec();
-    xs = x;
-    /* Cellpose v3 eval: rescale = diam_mean / diameter (a Python float: double)
-     * when --diameter is given, else diam_mean / diam_labels from the model
-     * file (float32 / float32); niter defaults to 1 / rescale * 200 in the
-     * same precision. */
-    double rsz = 1.0;
-    uint32_t niter_default = 200;
-    if (a->diameter > 0) {
-        rsz = net.cfg.diam_mean / a->diameter;
-        niter_default = dyn_niter_default(a->diameter, net.cfg.diam_mean, 1);
-    } else if (net.frozen[1] > 0) {
-        float r = net.frozen[0] / net.frozen[1];
-        rsz = r;
-        niter_default = (uint32_t)((1.0f / r) * 200.0f);
-    }
-    if (rsz != 1.0) {
-        Hs = tiles_rescaled_size(H, rsz), Ws = tiles_rescaled_size(W, rsz);
-        if (Hs < 1 || Ws < 1 || Hs * Ws > ctx->max_pixels) {
-            rc = cp_fail(e, "%s: diameter rescaling (x%g) gives a %lld x %lld image", path, rsz, (long long)Hs,
-                         (long long)Ws);
-            goto done;
-        }
-        xs = cp_malloc(sizeof(float) * (size_t)(2 * Hs * Ws));
-        img_resize_bilinear(xs, Hs, Ws, x, H, W, 2, ctx);
-    }
-    ys = cp_malloc(sizeof(float) * (size_t)(3 * Hs * Ws));
-    Fwd fwd = {&net, ctx};
-    TileRunOpts to = {224, a->overlap, (int)a->batch, NULL};
-    rc = tiles_run(ys, xs, 2, Hs, Ws, 3, &to, forward_tiles, &fwd, ctx, e);
-    if (rc != CP_OK) goto done;
-    y = ys;
-    if (Hs != H || Ws != W) { /* back to the image's size */
-        y = cp_malloc(sizeof(float) * (size_t)(3 * H * W));
-        img_resize_bilinear(y, H, W, ys, Hs, Ws, 3, ctx);
-    }
-    t[2] = cp_time_sec();
-    masks = cp_malloc(sizeof(uint32_t) * (size_t)(H * W));
-    uint32_t niter = a->niter > 0 ? (uint32_t)a->niter : niter_default;
-    rc = dyn_compute_masks(masks, y, y + 2 * H * W, H, W, (float)a->cellprob_thr, niter, a->max_frac, ctx, e);
-    t[3] = cp_time_sec();
-    if (rc == CP_OK && a->flow_thr > 0) rc = cln_flow_error_remove(masks, y, H, W, (float)a->flow_thr, ctx, e);
-    if (rc == CP_OK) rc = cln_fill_holes_remove_small(masks, H, W, (int)a->min_size, e);
-    if (rc != CP_OK) goto done;
-    t[4] = cp_time_sec();
-    uint32_t nmask = 0;
-    for (int64_t i = 0; i < H * W; i++) nmask = masks[i] > nmask ? masks[i] : nmask;
-    char mpath[4300], fpath[4300], hex[65];
-    out_path(mpath, sizeof mpath, a->out, path, "_cp_masks.tif");
-    out_path(fpath, sizeof fpath, a->out, path, "_flows.tif");
-    rc = image_write_labels_tiff(mpath, masks, H, W, e);
-    if (rc == CP_OK && cli_get(opts, NOPTS, "save-flows")) rc = image_write_f32_tiff(fpath, y, 3, H, W, e);
-    if (rc == CP_OK && cli_get(opts, NOPTS, "save-outlines")) {
-        char opath[4300];
-        out_path(opath, sizeof opath, a->out, path, "_outlines.png");
-        rc = write_outlines(opath, x, masks, H, W, e);
-    }
-    if (rc != CP_OK) goto done;
-    sha256_hex(masks, sizeof(uint32_t) * (size_t)(H * W), hex);
-    json_t *apj = json_null();
-    const char *gt = cli_get(opts, NOPTS, "gt");
-    if (gt) { /* Cellpose's average_precision against the given labels */
-        Image g = {0};
-        uint32_t *gl = NULL;
-        double th[3] = {0.5, 0.75, 0.9}, ap[3];
-        int64_t tp[3], fp[3], fn[3];
-        rc = image_read(&g, gt, 0, ctx->max_pixels, e);
-        if (rc == CP_OK && (g.h != H || g.w != W))
-            rc = cp_fail(e, "%s: %lld x %lld labels for a %lld x %lld image", gt, (long long)g.h, (long long)g.w,
-                         (long long)H, (long long)W);
-        if (rc == CP_OK) gl = cp_malloc(sizeof(uint32_t) * (size_t)(H * W)), rc = image_to_labels(&g, gt, gl, e);
-        if (rc == CP_OK) rc = met_average_precision(ap, tp, fp, fn, gl, masks, H, W, th, 3, e);
-        if (rc == CP_OK) apj = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I}", "ap50", ap[0], "ap75", ap[1], "ap90", ap[2],
-                                         "tp50", (json_int_t)tp[0], "fp50", (json_int_t)fp[0], "fn50", (json_int_t)fn[0]);
-        cp_free(gl);
-        image_free(&g);
-        if (rc != CP_OK) goto done;
-    }
-    t[5] = cp_time_sec();
-    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:f, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f}}", "image", path,
-                          "masks_file", mpath, "height", (json_int_t)H, "width", (json_int_t)W, "masks", (int)nmask,
-                          "masks_sha256", hex, "niter", (int)niter, "rescale", rsz, "ap", apj, "seconds", "read_normalize", t[1] - t[0], "network",
-                          t[2] - t[1], "dynamics", t[3] - t[2], "cleanup", t[4] - t[3], "write", t[5] - t[4], "total",
-                          t[5] - t[0]);
-    char *s = json_dumps(j, JSON_COMPACT);
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
-done:
-    if (xs != x) cp_free(xs);
-    if (y != ys) cp_free(y);
-    cp_free(x), cp_free(ys), cp_free(masks), cp_free(scratch);
-    image_free(&img);
-    if (net.tensors) cpnet_free(&net);
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Cellpose's average_precision against --gt as a JSON object. */
+static int gt_scores(json_t **out, const char *gt, const uint32_t *masks, int64_t H, int64_t W, const CpCtx *ctx,
+                     CpErr *e) {
+    Image g = {0};
+    uint32_t *gl = NULL;
+    double th[3] = {0.5, 0.75, 0.9}, ap[3];
+    int64_t tp[3], fp[3], fn[3];
+    int rc = image_read(&g, gt, 0, ctx->max_pixels, e);
+    if (rc == CP_OK && (g.h != H || g.w != W))
+        rc = cp_fail(e, "%s: %lld x %lld labels for a %lld x %lld image", gt, (long long)g.h, (long long)g.w,
+                     (long long)H, (long long)W);
+    if (rc == CP_OK) gl = cp_malloc(sizeof(uint32_t) * (size_t)(H * W)), rc = image_to_labels(&g, gt, gl, e);
+    if (rc == CP_OK) rc = met_average_precision(ap, tp, fp, fn, gl, masks, H, W, th, 3, e);
+    if (rc == CP_OK)
+        *out = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I}", "ap50", ap[0], "ap75", ap[1], "ap90", ap[2], "tp50",
+                         (json_int_t)tp[0], "fp50", (json_int_t)fp[0], "fn50", (json_int_t)fn[0]);
+    cp_free(gl);
+    image_free(&g);
     return rc;
 }
 
+static int infer_one(CPnet *net, const char *path, const InferArgs *a, const CpCtx *ctx, json_t **line, CpErr *e) {
+    double t0 = cp_time_sec();
+    Image img = {0};
+    InferResult r = {0};
+    json_t *apj = json_null();
+    char mpath[4300], fpath[4300], opath[4300], dpath[4400];
+    out_path(mpath, sizeof mpath, a->out, path, "_cp_masks.tif");
+    out_path(fpath, sizeof fpath, a->out, path, "_flows.tif");
+    out_path(opath, sizeof opath, a->out, path, "_outlines.png");
+    char sfx[160];
+    snprintf(sfx, sizeof sfx, "_features_%s.png", a->features ? a->features : "");
+    out_path(dpath, sizeof dpath, a->out, path, sfx);
+    int rc = CP_OK;
+    const char *outs[4] = {mpath, a->save_flows ? fpath : NULL, a->save_outlines ? opath : NULL,
+                           a->features ? dpath : NULL};
+    for (int k = 0; k < 4 && rc == CP_OK; k++)
+        if (outs[k] && same_file(outs[k], path)) rc = cp_fail(e, "%s: refusing to write an output over the input", path);
+    if (rc == CP_OK) rc = image_read(&img, path, (int)a->page, ctx->max_pixels, e);
+    double t_read = cp_time_sec() - t0;
+    if (rc == CP_OK) rc = infer_image(&r, net, &img, path, &a->p, ctx, e);
+    if (rc == CP_OK && a->gt) rc = gt_scores(&apj, a->gt, r.masks, r.H, r.W, ctx, e);
+    if (rc == CP_OK && a->features) rc = feat_dump_png(dpath, net, &img, path, &a->p, a->features, ctx, e);
+    if (rc != CP_OK) goto done;
+    double tw = cp_time_sec();
+    rc = image_write_labels_tiff(mpath, r.masks, r.H, r.W, e);
+    if (rc == CP_OK && a->save_flows) rc = image_write_f32_tiff(fpath, r.flows, 3, r.H, r.W, e);
+    if (rc == CP_OK && a->save_outlines) rc = infer_write_outlines(opath, r.x, r.masks, r.H, r.W, e);
+    if (rc != CP_OK) goto done;
+    double t_write = cp_time_sec() - tw;
+    *line = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:i, s:f, s:b, s:O, s:{s:f, s:f, s:f, s:f, s:f, s:f}}", "image",
+                      path, "masks_file", mpath, "height", (json_int_t)r.H, "width", (json_int_t)r.W, "masks",
+                      (int)r.nmask, "masks_sha256", r.masks_sha256, "niter", (int)r.niter, "rescale", r.rescale,
+                      "augment", a->p.augment, "ap", apj, "seconds", "read_normalize",
+                      t_read + r.seconds[INF_T_NORMALIZE], "network", r.seconds[INF_T_NETWORK], "dynamics",
+                      r.seconds[INF_T_DYNAMICS], "cleanup", r.seconds[INF_T_CLEANUP], "write", t_write, "total",
+                      cp_time_sec() - t0);
+done:
+    json_decref(apj);
+    infer_result_free(&r);
+    image_free(&img);
+    return rc;
+}
+
+static int write_json_file(const char *path, json_t *lines, CpErr *e) {
+    CpAtomicFile af;
+    if (cp_atomic_open(&af, path, e) != CP_OK) return CP_EFAIL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(lines, i, v) {
+        char *s = json_dumps(v, JSON_COMPACT);
+        fprintf(af.f, "%s\n", s);
+        free(s);
+    }
+    return cp_atomic_commit(&af, e);
+}
+
 int main(int argc, char **argv) {
-    const char *pos[2];
+    const char *pos[4096];
     int npos = 0;
-    int rc = cli_main_head("infer", "infer MODEL IMAGE [options]",
-                           "Segment an image with a trained CPnet model (model.bin); writes NAME_cp_masks.tif and "
-                           "prints one JSON line (mask count, mask SHA-256, seconds per stage).",
-                           opts, NOPTS, argc, argv, pos, &npos, 2, 2);
+    int rc = cli_main_head("infer", "infer MODEL IMAGE [IMAGE ...] [options] | infer MODEL --dir DIR [options]",
+                           "Segment images with a trained CPnet model (model.bin); writes NAME_cp_masks.tif and "
+                           "prints one JSON line per image (mask count, mask SHA-256, seconds per stage).",
+                           opts, NOPTS, argc, argv, pos, &npos, 4096, 1);
     if (rc >= 0) return rc;
     InferArgs a;
     CpErr e;
     long threads = 0;
     if (parse_args(&a, &e) != CP_OK || cli_get_int(opts, NOPTS, "threads", 0, 4096, &threads, &e) != CP_OK) {
         fprintf(stderr, "infer: %s\n", e.msg);
+        return 2;
+    }
+    const char *dir = cli_get(opts, NOPTS, "dir"), *json_path = cli_get(opts, NOPTS, "json");
+    if ((dir != NULL) == (npos > 1)) {
+        fprintf(stderr, "infer: give either image files or --dir DIR (see --help)\n");
+        return 2;
+    }
+    if (a.gt && (dir || npos != 2)) {
+        fprintf(stderr, "infer: --gt scores one image; use `eval --pred DIR --gt DIR` for folders\n");
+        return 2;
+    }
+    if (a.features && feat_check_layer(a.features, &e) != CP_OK) {
+        fprintf(stderr, "infer: --dump-features: %s\n", e.msg);
         return 2;
     }
     if (a.out) {
@@ -273,9 +221,62 @@ int main(int argc, char **argv) {
     }
     CpCtx ctx;
     cp_ctx_init(&ctx, CP_BACKEND_CPU, (int)threads, 0);
-    if (infer_one(pos[0], pos[1], &a, &ctx, &e) != CP_OK) {
+    CPnet net = {0};
+    if (infer_load_model(&net, pos[0], &e) != CP_OK) {
         fprintf(stderr, "infer: %s\n", e.msg);
+        cp_ctx_free(&ctx);
         return 1;
     }
-    return 0;
+    /* the image list */
+    char **names = NULL;
+    int n = npos - 1;
+    if (dir) {
+        if (dataset_list_images(dir, "_masks", &names, &n, &e) != CP_OK) {
+            fprintf(stderr, "infer: %s\n", e.msg);
+            cpnet_free(&net);
+            cp_ctx_free(&ctx);
+            return 1;
+        }
+        for (int i = 0; i < n; i++) { /* folder + "/" + name */
+            size_t len = strlen(dir) + strlen(names[i]) + 2;
+            char *p = cp_malloc(len);
+            snprintf(p, len, "%s/%s", dir, names[i]);
+            cp_free(names[i]);
+            names[i] = p;
+        }
+    }
+    json_t *lines = json_array();
+    CpProgress pr;
+    progress_init(&pr, "infer", "img", n);
+    int nfail = 0;
+    for (int i = 0; i < n; i++) {
+        const char *path = dir ? names[i] : pos[1 + i];
+        json_t *line = NULL;
+        if (infer_one(&net, path, &a, &ctx, &line, &e) != CP_OK) {
+            fprintf(stderr, "infer: %s\n", e.msg);
+            nfail++;
+        } else {
+            char *s = json_dumps(line, JSON_COMPACT);
+            printf("%s\n", s);
+            fflush(stdout);
+            free(s);
+            json_array_append_new(lines, line);
+        }
+        if (n > 1) {
+            char tail[64];
+            snprintf(tail, sizeof tail, "%d failed", nfail);
+            progress_update(&pr, i + 1, tail);
+        }
+    }
+    if (n > 1) progress_end(&pr, n, nfail ? "some images failed" : "all ok");
+    if (json_path && json_array_size(lines) > 0 && write_json_file(json_path, lines, &e) != CP_OK) {
+        fprintf(stderr, "infer: %s\n", e.msg);
+        nfail++;
+    }
+    if (nfail && n > 1) fprintf(stderr, "infer: %d of %d images failed\n", nfail, n);
+    json_decref(lines);
+    if (names) dataset_free_names(names, n);
+    cpnet_free(&net);
+    cp_ctx_free(&ctx);
+    return nfail ? 1 : 0;
 }

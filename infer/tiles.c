@@ -43,7 +43,14 @@ void tiles_taper(float *mask, int ly, int lx, double sig) {
     cp_free(mx);
 }
 
-int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, CpErr *e) {
+/* Augment mode per axis: padded length lp, extent lt = max(lp, bsize). */
+static int tiles_axis_augment(int64_t lp, int bsize, int *b) {
+    *b = bsize;
+    int n = (int)ceil(2.0 * (double)lp / (double)bsize); /* max(2, int(np.ceil(2. * Ly / bsize))) */
+    return n < 2 ? 2 : n;
+}
+
+int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int augment, CpErr *e) {
     memset(t, 0, sizeof *t);
     if (H < 1 || W < 1) return cp_fail(e, "tiles: image is %lldx%lld; need at least 1x1", (long long)H, (long long)W);
     if (H > ((int64_t)1 << 40) || W > ((int64_t)1 << 40))
@@ -51,17 +58,25 @@ int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, CpE
     if (bsize < 1) return cp_fail(e, "tiles: tile size %d; need >= 1", bsize);
     if (!isfinite(overlap)) return cp_fail(e, "tiles: tile overlap is not a finite number");
     overlap = overlap < 0.05 ? 0.05 : overlap > 0.5 ? 0.5 : overlap; /* make_tiles' clip */
-    t->H = H, t->W = W, t->bsize = bsize;
+    t->H = H, t->W = W, t->bsize = bsize, t->augment = augment != 0;
     tiles_pad_1d(H, &t->pad_y1, &t->pad_y2);
     tiles_pad_1d(W, &t->pad_x1, &t->pad_x2);
     t->Hp = H + t->pad_y1 + t->pad_y2;
     t->Wp = W + t->pad_x1 + t->pad_x2;
-    t->ny = tiles_axis(t->Hp, bsize, overlap, &t->by);
-    t->nx = tiles_axis(t->Wp, bsize, overlap, &t->bx);
+    /* tile origins span [0, Lt - b], Lt = max(Lp, bsize) in augment mode */
+    int64_t Ht = t->Hp, Wt = t->Wp;
+    if (t->augment) {
+        t->ny = tiles_axis_augment(t->Hp, bsize, &t->by);
+        t->nx = tiles_axis_augment(t->Wp, bsize, &t->bx);
+        Ht = Ht < bsize ? bsize : Ht, Wt = Wt < bsize ? bsize : Wt;
+    } else {
+        t->ny = tiles_axis(t->Hp, bsize, overlap, &t->by);
+        t->nx = tiles_axis(t->Wp, bsize, overlap, &t->bx);
+    }
     t->ystart = (int64_t *)cp_malloc(sizeof(int64_t) * (size_t)t->ny);
     t->xstart = (int64_t *)cp_malloc(sizeof(int64_t) * (size_t)t->nx);
-    for (int j = 0; j < t->ny; j++) t->ystart[j] = tiles_linspace_int(t->Hp - t->by, t->ny, j);
-    for (int i = 0; i < t->nx; i++) t->xstart[i] = tiles_linspace_int(t->Wp - t->bx, t->nx, i);
+    for (int j = 0; j < t->ny; j++) t->ystart[j] = tiles_linspace_int(Ht - t->by, t->ny, j);
+    for (int i = 0; i < t->nx; i++) t->xstart[i] = tiles_linspace_int(Wt - t->bx, t->nx, i);
     int B = TILES_TAPER_MIN;
     if (t->by > B) B = t->by;
     if (t->bx > B) B = t->bx;
@@ -83,16 +98,31 @@ void tiles_plan_free(TilePlan *t) {
 void tiles_extract(float *tile, const TilePlan *t, const float *img, int C, int tile_index) {
     int64_t oy = t->ystart[tile_index / t->nx] - t->pad_y1; /* image row of tile row 0 */
     int64_t ox = t->xstart[tile_index % t->nx] - t->pad_x1;
+    int fr, fc;
+    tiles_flips(t, tile_index, &fr, &fc);
     for (int c = 0; c < C; c++)
         for (int r = 0; r < t->by; r++) {
             float *dst = tile + ((int64_t)c * t->by + r) * t->bx;
-            int64_t y = oy + r;
+            int64_t y = oy + (fr ? t->by - 1 - r : r);
             for (int s = 0; s < t->bx; s++) {
-                int64_t x = ox + s;
+                int64_t x = ox + (fc ? t->bx - 1 - s : s);
                 int inside = y >= 0 && y < t->H && x >= 0 && x < t->W;
                 dst[s] = inside ? img[((int64_t)c * t->H + y) * t->W + x] : 0.0f;
             }
         }
+}
+
+void tiles_unaugment(float *dst, const float *src, const TilePlan *t, int nout, int tile_index) {
+    int fr, fc;
+    tiles_flips(t, tile_index, &fr, &fc);
+    for (int c = 0; c < nout; c++) {
+        float sign = (c == 0 && fr) || (c == 1 && fc) ? -1.0f : 1.0f;
+        for (int r = 0; r < t->by; r++) {
+            const float *srow = src + ((int64_t)c * t->by + (fr ? t->by - 1 - r : r)) * t->bx;
+            float *drow = dst + ((int64_t)c * t->by + r) * t->bx;
+            for (int s = 0; s < t->bx; s++) drow[s] = sign * srow[fc ? t->bx - 1 - s : s];
+        }
+    }
 }
 
 /* Covering tile range [*lo, *hi) along one axis for padded index p: the
@@ -146,7 +176,7 @@ int tiles_run(float *out, const float *img, int C, int64_t H, int64_t W, int nou
     if (C < 1 || nout < 1) return cp_fail(e, "tiles: %d input and %d output channels; need >= 1", C, nout);
     if (opts->batch < 1) return cp_fail(e, "tiles: batch size %d; need >= 1", opts->batch);
     TilePlan t;
-    if (tiles_plan(&t, H, W, opts->bsize, opts->overlap, e) != CP_OK) return CP_EFAIL;
+    if (tiles_plan(&t, H, W, opts->bsize, opts->overlap, opts->augment, e) != CP_OK) return CP_EFAIL;
     int nt = tiles_count(&t), nb = opts->batch < nt ? opts->batch : nt;
     int64_t tin = (int64_t)C * t.by * t.bx, tout = (int64_t)nout * t.by * t.bx;
     float *ytiles = (float *)cp_malloc(sizeof(float) * (size_t)(nt * tout)); /* [NT, nout, by, bx] */
@@ -163,7 +193,7 @@ int tiles_run(float *out, const float *img, int C, int64_t H, int64_t W, int nou
         rc = fwd(fctx, yb, xb, n, t.by, t.bx, e);
         for (int b = 0; b < n && rc == CP_OK; b++) {
             int ti = opts->order ? opts->order[k0 + b] : k0 + b;
-            memcpy(ytiles + ti * tout, yb + b * tout, sizeof(float) * (size_t)tout);
+            tiles_unaugment(ytiles + ti * tout, yb + b * tout, &t, nout, ti);
         }
     }
     if (rc == CP_OK) tiles_average(out, &t, ytiles, nout, t.pad_y1, t.pad_x1, H, W, ctx);

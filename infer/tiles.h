@@ -38,9 +38,17 @@
  * run with little memory): stream over bands of tile rows, blending the rows
  * of output whose covering tiles are all done.
  *
- * Not here: Cellpose's augment mode (flipped half-overlapping tiles), the
- * v3 style vector (sum of tile styles; it does not affect masks), the v4
- * min_size padding. */
+ * Augment mode (Cellpose's `augment=True`, make_tiles/unaugment_tiles): the
+ * padded image is further zero-padded at the end to at least bsize per axis
+ * (Ht = max(Hp, bsize)); tiles are always bsize x bsize, ny = max(2,
+ * ceil(2 Hp / bsize)) (half overlap), starts trunc(linspace(0, Ht - bsize,
+ * ny)); tile (j, i) is fed to the network flipped along rows when i is odd
+ * and along columns when j is odd, and its output is flipped back with dY
+ * (channel 0) negated for a row flip and dX (channel 1) for a column flip.
+ * The taper and blend are the same (B = max(224, bsize)).
+ *
+ * Not here: the v3 style vector (sum of tile styles; it does not affect
+ * masks), the v4 min_size padding. */
 #ifndef CP_TILES_H
 #define CP_TILES_H
 
@@ -60,6 +68,7 @@ typedef struct {
     int64_t pad_y1, pad_y2, pad_x1, pad_x2;
     int64_t Hp, Wp;                     /* padded: H + pad_y1 + pad_y2, ... */
     int bsize;                          /* requested tile side */
+    int augment;                        /* flipped half-overlapping tiles (see above) */
     int by, bx;                         /* tile side: min(bsize, Hp), min(bsize, Wp) */
     int ny, nx;                         /* tiles per axis; NT = ny * nx */
     int64_t *ystart;                    /* [ny] tile origins in padded rows, ascending */
@@ -83,9 +92,16 @@ CP_HD static inline int64_t tiles_linspace_int(int64_t stop, int n, int k) {
 }
 
 /* Plan tiles for an H x W image: padding, tile sides, counts, origins and
- * the taper. overlap is clipped to [0.05, 0.5] (make_tiles). Fails on
- * H, W < 1, bsize < 1 or a non-finite overlap. Free with tiles_plan_free. */
-int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, CpErr *e);
+ * the taper. overlap is clipped to [0.05, 0.5] (make_tiles; unused when
+ * augment is set). Fails on H, W < 1, bsize < 1 or a non-finite overlap.
+ * Free with tiles_plan_free. */
+int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int augment, CpErr *e);
+/* Augment mode flips of tile t: rows when its column index i is odd,
+ * columns when its row index j is odd (0 and 0 without augment). */
+static inline void tiles_flips(const TilePlan *t, int tile_index, int *flip_rows, int *flip_cols) {
+    *flip_rows = t->augment && (tile_index % t->nx) % 2 == 1;
+    *flip_cols = t->augment && (tile_index / t->nx) % 2 == 1;
+}
 void tiles_plan_free(TilePlan *t);
 static inline int tiles_count(const TilePlan *t) { return t->ny * t->nx; }
 
@@ -97,9 +113,15 @@ void tiles_taper_1d(double *m, int l, int B, double sig);
 void tiles_taper(float *mask, int ly, int lx, double sig);
 
 /* Tile t of the image, zero-padded as planned:
- * tile[c, r, s] = img[c, ystart - pad_y1 + r, xstart - pad_x1 + s] or 0
- * outside. tile: [C, by, bx]; img: [C, H, W] (unpadded). */
+ * tile[c, r, s] = img[c, ystart - pad_y1 + r', xstart - pad_x1 + s'] or 0
+ * outside, r' = r (by - 1 - r with a row flip), s' likewise. tile: [C, by,
+ * bx]; img: [C, H, W] (unpadded). */
 void tiles_extract(float *tile, const TilePlan *t, const float *img, int C, int tile_index);
+/* The network's output for tile t back in image orientation (unaugment_tiles):
+ * dst[c, r, s] = sign_c * src[c, r', s'] with r', s' as in tiles_extract and
+ * sign -1 for channel 0 under a row flip and channel 1 under a column flip.
+ * Without flips a copy. dst, src: [nout, by, bx], not overlapping. */
+void tiles_unaugment(float *dst, const float *src, const TilePlan *t, int nout, int tile_index);
 
 /* Blend all tile outputs into a window of the padded image:
  * out[c, y, x] for padded rows y0 .. y0+Ho-1, cols x0 .. x0+Wo-1.
@@ -121,9 +143,10 @@ typedef struct {
     int batch;          /* tiles per forward call (8) */
     const int *order;   /* NULL, or a permutation of [0, NT) giving the order in which
                            tiles are sent to the network (tests); never changes a bit */
+    int augment;        /* Cellpose's augment: flipped tiles, half overlap */
 } TileRunOpts;
 
-/* Cellpose's run_net (no augment, no resize) for one image: pad, tile, run
+/* Cellpose's run_net (no resize) for one image: pad, tile, run
  * `fwd` on batches of up to opts->batch tiles, blend, crop.
  * out: [nout, H, W]; img: [C, H, W], normalised. Allocates the tile store. */
 int tiles_run(float *out, const float *img, int C, int64_t H, int64_t W, int nout, const TileRunOpts *opts,

@@ -405,8 +405,10 @@ int cpnet_plan(CPnet *net, int N, int H, int W, int training, CpErr *e) {
     int div = 1 << (net->cfg.nlev - 1);
     if (N < 1 || H < div || W < div || H % div || W % div)
         return cp_fail(e, "cpnet: input %d x %d x %d must be positive multiples of %d", N, H, W, div);
-    if (net->act && net->plan_n == N && net->plan_h == H && net->plan_w == W && net->plan_train >= training)
+    if (net->act && N <= net->plan_cap && net->plan_h == H && net->plan_w == W && net->plan_train >= training) {
+        net->plan_n = N; /* every take() is monotonic in N: the smaller plan fits */
         return CP_OK;
+    }
     cp_free(net->act);
     cp_free(net->dact);
     net->act = net->dact = NULL;
@@ -414,7 +416,7 @@ int cpnet_plan(CPnet *net, int N, int H, int W, int training, CpErr *e) {
     forward_all(net, NULL, N, H, W, training, NULL); /* measure */
     net->act = cp_malloc(sizeof(float) * (size_t)net->act_floats);
     if (training) net->dact = cp_malloc(sizeof(float) * (size_t)net->act_floats);
-    net->plan_n = N, net->plan_h = H, net->plan_w = W, net->plan_train = training;
+    net->plan_n = net->plan_cap = N, net->plan_h = H, net->plan_w = W, net->plan_train = training;
     return CP_OK;
 }
 

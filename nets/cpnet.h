@@ -94,6 +94,7 @@ typedef struct {
     float *act, *dact, *scratch;
     int64_t act_floats, scratch_floats;
     int plan_n, plan_h, plan_w, plan_train;
+    int plan_cap; /* batch the arena was sized for (>= plan_n) */
     const float *input;
     float *y; /* output [N, nout, H, W] */
 } CPnet;
@@ -123,6 +124,8 @@ int cpnet_load_from(CPnet *net, const StFile *f, const char *extra_prefix, CpErr
 int cpnet_config_from_file(CPnetConfig *c, const StFile *f, CpErr *e);
 
 /* Size the activation arena for batch N at H x W (training keeps gradients).
+ * An arena sized for a larger batch at the same H x W is reused (offsets
+ * shrink with N), so a short last batch neither reallocates nor re-measures.
  * Prints nothing; cpnet_memory_report says what each role takes. */
 int cpnet_plan(CPnet *net, int N, int H, int W, int training, CpErr *e);
 void cpnet_memory_report(const CPnet *net, FILE *f);

@@ -56,7 +56,7 @@ TEST(test_plan_vs_cellpose) {
     for (int k = 0; k < NCASES; k++) {
         TilePlan t;
         CpErr e;
-        if (tiles_plan(&t, SIZES[k][0], SIZES[k][1], 224, 0.1, &e) != CP_OK) {
+        if (tiles_plan(&t, SIZES[k][0], SIZES[k][1], 224, 0.1, 0, &e) != CP_OK) {
             CHECKF(0, "%s", e.msg);
             continue;
         }
@@ -113,7 +113,7 @@ TEST(test_blend_vs_cellpose) {
         int64_t H = SIZES[k][0], W = SIZES[k][1];
         TilePlan t;
         CpErr e;
-        CP_ASSERT(tiles_plan(&t, H, W, 224, 0.1, &e) == CP_OK);
+        CP_ASSERT(tiles_plan(&t, H, W, 224, 0.1, 0, &e) == CP_OK);
         int nt = tiles_count(&t);
         int64_t tsz = (int64_t)t.by * t.bx, np = t.Hp * t.Wp;
         snprintf(nm, sizeof nm, "c%d_in", k);
@@ -122,8 +122,10 @@ TEST(test_blend_vs_cellpose) {
         float *ravg = ref_f32(tc, &r, nm, 3 * np);
         snprintf(nm, sizeof nm, "c%d_run", k);
         float *rrun = ref_f32(tc, &r, nm, 3 * H * W);
-        if (!in || !ravg || !rrun) {
-            FREE_ALL(in, ravg, rrun);
+        snprintf(nm, sizeof nm, "c%d_aug", k);
+        float *raug = ref_f32(tc, &r, nm, 3 * H * W);
+        if (!in || !ravg || !rrun || !raug) {
+            FREE_ALL(in, ravg, rrun, raug);
             tiles_plan_free(&t);
             continue;
         }
@@ -139,7 +141,7 @@ TEST(test_blend_vs_cellpose) {
         check_close(tc, nm, avg, ravg, 3 * np, TOL_BLEND, TOL_BLEND);
         float *out = alloc_f32(3 * H * W);
         poison(out, 3 * H * W);
-        TileRunOpts o = {224, 0.1, 8, NULL};
+        TileRunOpts o = {224, 0.1, 8, NULL, 0};
         CHECKF(tiles_run(out, in, 2, H, W, 3, &o, fake_forward, NULL, &ctx, &e) == CP_OK, "%s", e.msg);
         check_written(tc, "run", out, 3 * H * W);
         snprintf(nm, sizeof nm, "run_net %lldx%lld", (long long)H, (long long)W);
@@ -147,7 +149,17 @@ TEST(test_blend_vs_cellpose) {
         int64_t same = 0;
         for (int64_t i = 0; i < 3 * H * W; i++) same += memcmp(&out[i], &rrun[i], 4) == 0;
         printf("    bit-identical to Cellpose: %lld of %lld\n", (long long)same, (long long)(3 * H * W));
-        FREE_ALL(in, ravg, rrun, x, yt, avg, out);
+        /* augment=True: flipped half-overlapping tiles, flipped back, dY/dX negated */
+        o.augment = 1;
+        poison(out, 3 * H * W);
+        CHECKF(tiles_run(out, in, 2, H, W, 3, &o, fake_forward, NULL, &ctx, &e) == CP_OK, "%s", e.msg);
+        check_written(tc, "run augment", out, 3 * H * W);
+        snprintf(nm, sizeof nm, "run_net augment %lldx%lld", (long long)H, (long long)W);
+        check_close(tc, nm, out, raug, 3 * H * W, TOL_BLEND, TOL_BLEND);
+        same = 0;
+        for (int64_t i = 0; i < 3 * H * W; i++) same += memcmp(&out[i], &raug[i], 4) == 0;
+        printf("    augment: bit-identical to Cellpose: %lld of %lld\n", (long long)same, (long long)(3 * H * W));
+        FREE_ALL(in, ravg, rrun, raug, x, yt, avg, out);
         tiles_plan_free(&t);
     }
     cp_ctx_free(&ctx);
@@ -156,10 +168,10 @@ TEST(test_blend_vs_cellpose) {
 
 /* Run with batch size, tile order and threads varied; all bytes equal. */
 static void check_invariance(TestCase *tc, const char *what, const float *img, int C, int64_t H, int64_t W,
-                             int bsize, TileForwardFn fwd, void *fctx) {
+                             int bsize, int augment, TileForwardFn fwd, void *fctx) {
     TilePlan t;
     CpErr e;
-    CP_ASSERT(tiles_plan(&t, H, W, bsize, 0.1, &e) == CP_OK);
+    CP_ASSERT(tiles_plan(&t, H, W, bsize, 0.1, augment, &e) == CP_OK);
     int nt = tiles_count(&t);
     int *rev = (int *)cp_malloc(sizeof(int) * (size_t)nt);
     for (int i = 0; i < nt; i++) rev[i] = nt - 1 - i;
@@ -169,7 +181,7 @@ static void check_invariance(TestCase *tc, const char *what, const float *img, i
     char nm[128];
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         CpCtx ctx = ctx_with(runs[k].threads);
-        TileRunOpts o = {bsize, 0.1, runs[k].batch, runs[k].reverse ? rev : NULL};
+        TileRunOpts o = {bsize, 0.1, runs[k].batch, runs[k].reverse ? rev : NULL, augment};
         float *dst = k == 0 ? base : other;
         poison(dst, n);
         CHECKF(tiles_run(dst, img, C, H, W, 3, &o, fwd, fctx, &ctx, &e) == CP_OK, "%s", e.msg);
@@ -205,8 +217,9 @@ TEST(test_batch_order_threads) {
     int64_t H = 300, W = 410;
     float *img = alloc_f32(2 * H * W);
     fill_uniform(img, 2 * H * W, 7, 0.0f, 1.0f);
-    check_invariance(tc, "fake net 300x410, bsize 224", img, 2, H, W, 224, fake_forward, NULL);
-    check_invariance(tc, "fake net 300x410, bsize 64", img, 2, H, W, 64, fake_forward, NULL);
+    check_invariance(tc, "fake net 300x410, bsize 224", img, 2, H, W, 224, 0, fake_forward, NULL);
+    check_invariance(tc, "fake net 300x410, bsize 64", img, 2, H, W, 64, 0, fake_forward, NULL);
+    check_invariance(tc, "fake net 300x410, bsize 64, augment", img, 2, H, W, 64, 1, fake_forward, NULL);
     /* a tiny CPnet (configs/tiny.yaml nbase), eval mode, random weights */
     CPnetConfig c = {{2, 8, 16, 32, 64}, 4, 3, 3, 30.0f};
     CPnet net;
@@ -220,7 +233,8 @@ TEST(test_batch_order_threads) {
     CpCtx nctx = ctx_with(2);
     NetFwd f = {&net, &nctx};
     int64_t h = test_quick() ? 70 : 100, w = test_quick() ? 90 : 130;
-    check_invariance(tc, "tiny CPnet, bsize 64", img, 2, h, w, 64, net_forward, &f);
+    check_invariance(tc, "tiny CPnet, bsize 64", img, 2, h, w, 64, 0, net_forward, &f);
+    check_invariance(tc, "tiny CPnet, bsize 64, augment", img, 2, h, w, 64, 1, net_forward, &f);
     cp_ctx_free(&nctx);
     cpnet_free(&net);
     cp_free(img);
@@ -275,11 +289,11 @@ TEST(test_resize_vs_cv2) {
 TEST(test_bad_input) {
     TilePlan t;
     CpErr e;
-    CHECK(tiles_plan(&t, 0, 5, 224, 0.1, &e) != CP_OK && strstr(e.msg, "tiles:"));
-    CHECK(tiles_plan(&t, 5, 5, 0, 0.1, &e) != CP_OK);
-    CHECK(tiles_plan(&t, 5, 5, 224, NAN, &e) != CP_OK);
+    CHECK(tiles_plan(&t, 0, 5, 224, 0.1, 0, &e) != CP_OK && strstr(e.msg, "tiles:"));
+    CHECK(tiles_plan(&t, 5, 5, 0, 0.1, 0, &e) != CP_OK);
+    CHECK(tiles_plan(&t, 5, 5, 224, NAN, 0, &e) != CP_OK);
     /* overlap is clipped to [0.05, 0.5] like make_tiles */
-    CP_ASSERT(tiles_plan(&t, 1000, 1000, 224, 5.0, &e) == CP_OK);
+    CP_ASSERT(tiles_plan(&t, 1000, 1000, 224, 5.0, 0, &e) == CP_OK);
     CHECKF(t.ny == (int)ceil(2.0 * (double)t.Hp / 224.0), "overlap not clipped to 0.5: ny %d", t.ny);
     tiles_plan_free(&t);
 }

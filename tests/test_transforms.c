@@ -337,9 +337,12 @@ TEST(test_errors) {
     CHECK(tfm_select_channels(out, &rgb, (const int[2]){3, 1}, "rgb.tif", &e) == CP_OK);
     Image gray = {.h = 16, .w = 12, .c = 1, .dtype = IMG_U8, .npages = 1, .data = rgb.data};
     CHECK(tfm_select_channels(out, &gray, (const int[2]){3, 2}, "g.tif", &e) == CP_OK); /* v3 ignores */
-    Image tiny = {.h = 5, .w = 100, .c = 1, .dtype = IMG_U8, .npages = 1, .data = rgb.data};
+    /* below 8 rows: a gray image is fine (no channel axis to guess), an RGB one is refused */
+    Image tiny = {.h = 5, .w = 12, .c = 3, .dtype = IMG_U8, .npages = 1, .data = rgb.data};
     CHECK(tfm_select_channels(out, &tiny, (const int[2]){0, 0}, "tiny.tif", &e) != CP_OK);
     CHECKF(one_line(e.msg) && strstr(e.msg, "tiny.tif"), "%s", e.msg);
+    Image tiny_gray = {.h = 1, .w = 1, .c = 1, .dtype = IMG_U8, .npages = 1, .data = rgb.data};
+    CHECK(tfm_select_channels(out, &tiny_gray, (const int[2]){0, 0}, "one.tif", &e) == CP_OK);
     cp_free(rgb.data);
     cp_free(out);
 

@@ -129,6 +129,12 @@ static int list_images(const char *dir, const char *mask_filter, char ***out, in
     return CP_OK;
 }
 
+int dataset_list_images(const char *dir, const char *mask_filter, char ***names, int *n, CpErr *e) {
+    return list_images(dir, mask_filter ? mask_filter : "_masks", names, n, e);
+}
+
+void dataset_free_names(char **names, int n) { free_names(names, n); }
+
 /* NAME<mask_filter>.tif / .tiff / .png, the first that exists. */
 static int find_mask(const char *dir, const char *name, const char *mask_filter, char **mask_path, CpErr *e) {
     size_t s = stem_len(name);

@@ -56,6 +56,13 @@ typedef struct {
  * Cellpose's default; NULL means "_masks". max_pixels: per file (h * w)
  * limit handed to image_read (INT64_MAX for none). On failure *d is empty
  * (nothing to free) and e names the file. */
+/* The image files of a folder as Cellpose's io.get_image_files sees them
+ * (extensions, masks and outputs skipped, hidden files skipped), names only,
+ * in strcmp order; one-line errors for an empty folder or no images. Free
+ * with dataset_free_names. Used by `infer --dir`. */
+int dataset_list_images(const char *dir, const char *mask_filter, char ***names, int *n, CpErr *e);
+void dataset_free_names(char **names, int n);
+
 int dataset_open(Dataset *d, const char *dir, const char *mask_filter, int64_t max_pixels, CpErr *e);
 void dataset_free(Dataset *d);
 

@@ -189,8 +189,10 @@ int tfm_normalize_img(float *img, int C, int64_t H, int64_t W, double lo, double
 
 /* ---- convert_image + reshape ---- */
 
-/* Minimum side: below 8 rows v3's reshape transposes an HWC image as if it
- * were CHW, and move_min_dim can take a narrow side for the channel axis. */
+/* Minimum side of a multi-channel image: below 8 rows v3's reshape
+ * transposes an HWC image as if it were CHW, and move_min_dim can take a
+ * narrow side for the channel axis. A one-channel image has no channel axis
+ * to confuse, so any size from 1 x 1 up is taken. */
 #define TFM_MIN_SIDE 8
 
 static int check_channels(const Image *img, const int channels[2], const char *path, CpErr *e) {
@@ -207,9 +209,10 @@ static int check_channels(const Image *img, const int channels[2], const char *p
 }
 
 int tfm_select_channels(float *out, const Image *img, const int channels[2], const char *path, CpErr *e) {
-    if (img->h < TFM_MIN_SIDE || img->w < TFM_MIN_SIDE)
-        return cp_fail(e, "%s: image is %lld x %lld; Cellpose needs at least %d x %d pixels", path,
-                       (long long)img->h, (long long)img->w, TFM_MIN_SIDE, TFM_MIN_SIDE);
+    if (img->c > 1 && (img->h < TFM_MIN_SIDE || img->w < TFM_MIN_SIDE))
+        return cp_fail(e, "%s: %d-channel image is %lld x %lld; Cellpose needs at least %d x %d pixels to tell "
+                       "the channel axis", path, img->c, (long long)img->h, (long long)img->w, TFM_MIN_SIDE,
+                       TFM_MIN_SIDE);
     if (img->c < 1 || img->c > 4) return cp_fail(e, "%s: %d channels; expected 1 to 4", path, img->c);
     if (check_channels(img, channels, path, e)) return CP_EFAIL;
     int64_t hw = img->h * img->w;

@@ -69,15 +69,18 @@ def test_odd_inputs(bindir, model, tmp_path):
         "f32": base.astype(np.float32) / 65535,
         "rgb": np.stack([base, base // 2, base // 3], -1).astype(np.uint16),
         "zero": np.zeros((64, 80), np.uint8),
+        "one": np.ones((1, 1), np.uint8),
+        "small": (np.arange(35).reshape(5, 7) * 7).astype(np.uint8),
     }
     for name, arr in cases.items():
         p = str(tmp_path / (name + ".tif"))
         tifffile.imwrite(p, arr)
         r = _infer(bindir, m, p, str(tmp_path))
         assert r["height"] == arr.shape[0], name
-    assert _infer(bindir, m, str(tmp_path / "zero.tif"), str(tmp_path))["masks"] == 0
+    for name in ("zero", "one", "small"):  # nothing to find, no crash
+        assert _infer(bindir, m, str(tmp_path / (name + ".tif")), str(tmp_path))["masks"] == 0, name
     bad = {
-        "tiny.tif": (np.ones((1, 1), np.uint8), "8"),
+        "tiny_rgb.tif": (np.ones((5, 6, 3), np.uint8), "8"),
         "corrupt.tif": (None, "corrupt.tif"),
     }
     for name, (arr, word) in bad.items():
@@ -92,3 +95,40 @@ def test_odd_inputs(bindir, model, tmp_path):
         assert not os.path.exists(str(tmp_path / name.replace(".tif", "_cp_masks.tif")))
     r = run_prog(bindir, "infer", os.path.join(data, "synth_000.tif"), os.path.join(data, "synth_000.tif"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_dir_json_features_augment(bindir, model, tmp_path):
+    """--dir over a folder (masks and outputs skipped, progress line, one JSON
+    line per image, --json file), --dump-features PNG, --augment invariant to
+    the batch size, --bsize, and the refusals."""
+    m, data = model
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_prog(bindir, "infer", m, "--dir", data, "--out", str(out), "--json", str(tmp_path / "all.jsonl"))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    names = sorted(f for f in os.listdir(data) if f.endswith(".tif") and not f.endswith("_masks.tif"))
+    assert [os.path.basename(x["image"]) for x in lines] == names
+    assert "infer" in r.stderr and "img/s" in r.stderr  # the progress line
+    assert [json.loads(x) for x in open(tmp_path / "all.jsonl")] == lines
+    for x in lines:  # same hashes as one image at a time
+        one = _infer(bindir, m, x["image"], str(tmp_path))
+        assert one["masks_sha256"] == x["masks_sha256"]
+    img = os.path.join(data, "synth_000.tif")
+    a = _infer(bindir, m, img, str(tmp_path), "--augment", "--batch-size", "1", "--dump-features", "up0")
+    b = _infer(bindir, m, img, str(tmp_path), "--augment", "--batch-size", "8", "--threads", "1")
+    assert a["masks_sha256"] == b["masks_sha256"] and a["augment"] is True
+    import cv2
+    png = cv2.imread(str(tmp_path / "synth_000_features_up0.png"), cv2.IMREAD_UNCHANGED)
+    rs = a["rescale"]
+    assert png.shape == (int(96 * rs), int(96 * rs), 3) and png.std() > 5, png.shape
+    c = _infer(bindir, m, img, str(tmp_path), "--bsize", "32")
+    assert c["height"] == 96
+    for bad, word in ((["--bsize", "30"], "multiple of 16"), (["--dump-features", "middle"], "unknown layer"),
+                      (["--channels", "5,0"], "channels"), (["--dump-features", "down9"], "no layer")):
+        r = run_prog(bindir, "infer", m, img, "--out", str(tmp_path), *bad)
+        assert r.returncode in (1, 2) and len(r.stderr.strip().splitlines()) == 1 and word in r.stderr, (bad, r.stderr)
+    r = run_prog(bindir, "infer", m, "--dir", str(tmp_path / "nonexistent"))
+    assert r.returncode == 1 and "nonexistent" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_prog(bindir, "infer", m)
+    assert r.returncode == 2

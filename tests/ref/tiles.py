@@ -11,7 +11,8 @@ Inputs are crops of the bundled 1022x1024 phase-contrast image scaled to
   k_in [2, H, W] f32, k_pads [4] i64 (ypad1, ypad2, xpad1, xpad2),
   k_ystart [ny] i64, k_xstart [nx] i64, k_by, k_bx (ints),
   k_taper [by, bx] f32 (the float64 mask rounded), k_avg [3, Hp, Wp]
-  (average_tiles of the fake net's tile outputs), k_run [3, H, W] (run_net).
+  (average_tiles of the fake net's tile outputs), k_run [3, H, W] (run_net),
+  k_aug [3, H, W] (run_net with augment=True: flipped, half-overlapping tiles).
 Run: /usr/bin/python3 tests/ref/tiles.py --out build/ref
 """
 import os
@@ -77,6 +78,7 @@ def main():
         ytl = fake_np(IMG.reshape(ny * nx, 2, by, bx))
         avg = transforms.average_tiles(ytl, ysub, xsub, Lyt, Lxt)
         yf, _ = core.run_net(FakeNet(), x.transpose(1, 2, 0)[None], batch_size=8, bsize=BSIZE)
+        ya, _ = core.run_net(FakeNet(), x.transpose(1, 2, 0)[None], batch_size=8, bsize=BSIZE, augment=True)
         ystart = np.array([ysub[j * nx][0] for j in range(ny)], np.int64)
         xstart = np.array([xsub[i][0] for i in range(nx)], np.int64)
         p = f"c{k}_"
@@ -88,6 +90,7 @@ def main():
         t[p + "taper"] = torch.from_numpy(transforms._taper_mask(ly=by, lx=bx).astype(np.float32))
         t[p + "avg"] = torch.from_numpy(avg.astype(np.float32))
         t[p + "run"] = torch.from_numpy(np.ascontiguousarray(yf[0].transpose(2, 0, 1)))
+        t[p + "aug"] = torch.from_numpy(np.ascontiguousarray(ya[0].transpose(2, 0, 1)))
         print(f"case {k}: {H}x{W} pads {pads} tiles {ny}x{nx} of {by}x{bx}")
     # extra tapers: tiles larger than 224 (B = max(224, ly, lx)), odd sides
     for name, (ly, lx) in {"taper_300x260": (300, 260), "taper_37x224": (37, 224)}.items():

@@ -18,7 +18,11 @@
  *      loss.png; every save_every epochs and at the end: checkpoint.bin
  *      (weights + optimizer + epoch) and model.bin, written atomically.
  * Every value depends only on (data, config, seed): never on threads,
- * timing or how often the run was interrupted. */
+ * timing or how often the run was interrupted.
+ * --trace adds RUN_DIR/trace.jsonl: per optimizer step the SHA-256 of every
+ * layer's output, the loss, every gradient and the parameters after the step
+ * (nets/cpnet_trace.h), for `compare run_a run_b`. It reads memory the step
+ * already holds and changes no value. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +34,7 @@
 #include "cli.h"
 #include "config.h"
 #include "cpnet.h"
+#include "cpnet_trace.h"
 #include "dataset.h"
 #include "eval/plot.h"
 #include "flows.h"
@@ -134,6 +139,7 @@ typedef struct {
     CpConfig cfg;
     const char *data, *test_data, *out, *init, *resume;
     uint32_t seed;
+    int trace; /* --trace */
     CpCtx ctx;
 } Args;
 
@@ -170,6 +176,8 @@ typedef struct {
     TrainState st;
     float *X, *Y, *dy;
     int64_t start_epoch;
+    FILE *trace; /* --trace: RUN_DIR/trace.jsonl, else NULL */
+    char trace_path[4200];
 } Run;
 
 /* One pass over `nimg` samples; training updates the net, evaluation does
@@ -213,6 +221,10 @@ static double run_epoch(Run *r, const Prepared *p, const Args *a, int64_t epoch,
             else
                 adamw_step_cpu(r->net.params, r->st.m, r->st.v, r->net.grads, r->net.nparams, lr, 0.9, 0.999, 1e-8,
                                tc->weight_decay, r->st.step, &a->ctx);
+            if (r->trace && cpnet_trace_step(r->trace, &r->net, r->st.step, epoch, loss, r->trace_path, e) != CP_OK) {
+                cp_free(order);
+                return NAN;
+            }
         }
         total += (double)loss * nb; /* Cellpose: loss.item() * len(batch), / nimg per epoch */
     }
@@ -275,6 +287,7 @@ static CliOpt opts[] = {
     {"batch-size", "N", "override train.batch_size", NULL},
     {"weight-decay", "WD", "override train.weight_decay", NULL},
     {"optimizer", "NAME", "override train.optimizer (adamw | sgd)", NULL},
+    {"trace", NULL, "write per-step SHA-256 of every layer's output and gradient to OUT/trace.jsonl", NULL},
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
 
@@ -287,6 +300,8 @@ static int parse_args(Args *a, CpErr *e) {
     a->init = cli_get(opts, NOPTS, "init");
     a->resume = cli_get(opts, NOPTS, "resume");
     if (a->resume && !a->out) a->out = a->resume;
+    a->trace = cli_get(opts, NOPTS, "trace") != NULL;
+    if (a->trace && a->resume) return cp_fail(e, "--trace starts with the run; it cannot be added on --resume");
     if (!cfg || !a->data || !a->out) return cp_fail(e, "--config, --data and --out are required (see --help)");
     if (config_load(&a->cfg, cfg, e) != CP_OK) return CP_EFAIL;
     static const char *const over[][2] = {{"n-epochs", "train.n_epochs"},         {"learning-rate", "train.learning_rate"},
@@ -388,6 +403,11 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
         config_print(&a->cfg, stderr);
     }
     if (rc == CP_OK) rc = start_run(&r, a, &p, &man, &d, argc, argv, e);
+    if (rc == CP_OK && a->trace) {
+        snprintf(r.trace_path, sizeof r.trace_path, "%s/trace.jsonl", a->out);
+        if (!(r.trace = fopen(r.trace_path, "w"))) rc = cp_fail(e, "%s: %s", r.trace_path, strerror(errno));
+        manifest_set(&man, "trace", json_string("trace.jsonl"));
+    }
     if (rc != CP_OK) goto done;
     int64_t B = tc->bsize, bs = tc->batch_size;
     r.X = cp_malloc(sizeof(float) * (size_t)(bs * 2 * B * B));
@@ -423,6 +443,7 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
         printf("%s/model.bin\nparams sha256 %s\n", a->out, hex);
     }
 done:
+    if (r.trace) fclose(r.trace);
     cp_free(lr), cp_free(r.X), cp_free(r.Y), cp_free(r.dy), cp_free(r.st.m), cp_free(r.st.v);
     if (r.net.tensors) cpnet_free(&r.net);
     if (man.root) manifest_free(&man);

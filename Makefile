@@ -21,6 +21,7 @@ CPU_ARCH ?= native
 CUDA_ARCH ?= 90
 PYTHON   ?= /usr/bin/python3
 PYDEPS   := $(abspath build/pydeps)
+PYDEPS_V4 := $(abspath build/pydeps-v4)
 VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
@@ -101,6 +102,9 @@ $(BUILD)/tests/cuda_%: tests/cuda_%.cu $(LIB) $(HDRS)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) $< $(LIB) -o $@ -Xcompiler -fopenmp -ltiff -lyaml -ljansson -lcrypto -lstb -lcairo -lm
 
+# ---- CUDA backend (kernels, PTX/SASS gate): its own file ------------------
+-include cuda.mk
+
 # ---- dependencies -------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libtiff-dev libyaml-dev libjansson-dev libssl-dev libstb-dev \
             libmpfr-dev libcairo2-dev python3 python3-numpy python3-pytest python3-tifffile python3-pip python3-torch \
@@ -122,18 +126,29 @@ deps:
 # Cellpose's other imports come from Debian (torch, numpy, scipy, numba,
 # opencv, tqdm) or are listed here (fastremap, fill_voids).
 PIP_PKGS := safetensors==0.4.5 cellpose==3.1.1.3 fastremap==1.21.0 fill_voids==2.1.2 natsort==8.4.0 roifile==2024.9.15
-pydeps: $(PYDEPS)/.stamp
+pydeps: $(PYDEPS)/.stamp $(PYDEPS_V4)/.stamp
 $(PYDEPS)/.stamp: Makefile
 	@echo "deps: installing Python packages into $(PYDEPS): $(PIP_PKGS)"
 	@mkdir -p $(PYDEPS)
 	@$(PYTHON) -m pip install -q --disable-pip-version-check --no-warn-script-location \
 	    --no-deps --target $(PYDEPS) --upgrade $(PIP_PKGS)
 	@touch $@
+# Cellpose v4 (Cellpose-SAM's Transformer) and segment-anything, for the ViT
+# references only (tests/ref/vit.py puts this folder first on its own path;
+# everything else keeps Cellpose 3.1.1.3).
+PIP_PKGS_V4 := segment-anything==1.0 cellpose==4.0.9
+$(PYDEPS_V4)/.stamp: Makefile
+	@echo "deps: installing Python packages into $(PYDEPS_V4): $(PIP_PKGS_V4)"
+	@mkdir -p $(PYDEPS_V4)
+	@$(PYTHON) -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	    --no-deps --target $(PYDEPS_V4) --upgrade $(PIP_PKGS_V4)
+	@touch $@
 
 # ---- tests ------------------------------------------------------------
 export PYTHONPATH := $(PYDEPS)$(if $(PYTHONPATH),:$(PYTHONPATH))
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory cuda-gate
 	@$(MAKE) --no-print-directory sanitize-build
 	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) bash tests/run_all.sh
 

@@ -61,7 +61,8 @@ static const char *const SECTIONS[] = {"net", "train"};
     {.section = s, .key = k, .type = K_INT_LIST, .off = F(fld), .count_off = F(cnt), .cap = n,        \
      .min_count = lo_n, .max_count = hi_n, .def = d, .required = req, .min = lo, .max = hi, .help = h}
 
-/* Defaults: Cellpose v3 `train_seg` (API), CELLPOSE.md 4.1; CPnet, section 1. */
+/* Defaults: Cellpose v3 `train_seg` (API), CELLPOSE.md 4.1; CPnet, section 1;
+ * ViT rows: Cellpose-SAM (section 2), training defaults of v4 when vit. */
 static const KeySpec SCHEMA[] = {
     S_ENUM("net", "type", net.type, NULL, 1, NET_TYPES, "network: cpnet (Cellpose v3 U-Net) or vit"),
     S_LIST("net", "nbase", net.nbase, net.n_nbase, 8, 2, 6, NULL, 1, 1, 65536,
@@ -69,7 +70,22 @@ static const KeySpec SCHEMA[] = {
     S_INT("net", "nout", net.nout, "3", 1, 64, "output channels (dY, dX, cellprob)"),
     S_INT("net", "kernel_size", net.kernel_size, "3", 1, 15, "odd conv kernel size"),
     S_FLOAT("net", "diam_mean", net.diam_mean, "30.0", 1, 10000, "mean diameter in pixels"),
-    /* ViT keys (patch size, depth, heads, ...) go here when the ViT lands. */
+    /* ViT: Cellpose-SAM's Transformer(backbone="vit_l", ps=8, bsize=256), CELLPOSE.md 2.1-2.2 */
+    S_INT("net", "in_chans", net.in_chans, "3", 1, 64, "ViT image channels"),
+    S_INT("net", "patch_size", net.patch_size, "8", 1, 64, "ViT patch side (kernel = stride)"),
+    S_INT("net", "img_size", net.img_size, "256", 1, 4096, "ViT tile side in pixels"),
+    S_INT("net", "embed_dim", net.embed_dim, "1024", 1, 65536, "ViT embedding dim"),
+    S_INT("net", "depth", net.depth, "24", 1, 64, "ViT blocks"),
+    S_INT("net", "heads", net.heads, "16", 1, 1024, "ViT attention heads"),
+    S_INT("net", "mlp_ratio", net.mlp_ratio, "4", 1, 64, "ViT MLP hidden = mlp_ratio * embed_dim"),
+    S_INT("net", "neck_chans", net.neck_chans, "256", 1, 65536, "ViT neck channels"),
+    S_INT("net", "rel_pos_rows", net.rel_pos_rows, "27", 1, 4095,
+           "rel-pos table rows of windowed-built blocks, as loaded (interpolated)"),
+    S_INT("net", "rel_pos_rows_global", net.rel_pos_rows_global, "127", 1, 4095,
+           "rel-pos table rows of global-built blocks, as loaded (interpolated)"),
+    S_LIST("net", "global_blocks", net.global_blocks, net.n_global_blocks, 8, 0, 8, "[5, 11, 17, 23]", 0, 0, 63,
+           "blocks built with global attention in SAM (their tables have rel_pos_rows_global rows)"),
+    S_FLOAT("net", "rdrop", net.rdrop, "0.4", 0, 1, "ViT layer-drop maximum probability (training)"),
     S_ENUM("train", "optimizer", train.optimizer, "adamw", 0, OPTIMIZERS, "adamw or sgd"),
     S_FLOAT("train", "learning_rate", train.learning_rate, "0.005", 0, 10, "peak learning rate"),
     S_FLOAT("train", "weight_decay", train.weight_decay, "1e-5", 0, 10, "weight decay"),
@@ -88,6 +104,41 @@ static const KeySpec SCHEMA[] = {
            "Cellpose channels [cytoplasm, nucleus]: 0 gray, 1 red, 2 green, 3 blue"),
 };
 #define NKEYS ((int)(sizeof SCHEMA / sizeof SCHEMA[0]))
+
+/* Keys that belong to one net type, and the training defaults that differ
+ * when net.type is vit (Cellpose v4 `train_seg`, CELLPOSE.md 4.1). */
+typedef struct {
+    const char *key;     /* "section.key" */
+    int type;            /* NET_CPNET or NET_VIT: the key belongs to that net only; -1: any */
+    const char *def_vit; /* default for the ViT, or NULL */
+} TypeRule;
+
+static const TypeRule TYPE_RULES[] = {
+    {"net.nbase", NET_CPNET, NULL},          {"net.kernel_size", NET_CPNET, NULL},
+    {"net.in_chans", NET_VIT, NULL},         {"net.patch_size", NET_VIT, NULL},
+    {"net.img_size", NET_VIT, NULL},         {"net.embed_dim", NET_VIT, NULL},
+    {"net.depth", NET_VIT, NULL},            {"net.heads", NET_VIT, NULL},
+    {"net.mlp_ratio", NET_VIT, NULL},        {"net.neck_chans", NET_VIT, NULL},
+    {"net.rel_pos_rows", NET_VIT, NULL},     {"net.rel_pos_rows_global", NET_VIT, NULL},
+    {"net.global_blocks", NET_VIT, NULL},    {"net.rdrop", NET_VIT, NULL},
+    {"train.learning_rate", -1, "1e-5"},     {"train.weight_decay", -1, "0.1"},
+    {"train.n_epochs", -1, "100"},           {"train.batch_size", -1, "1"},
+    {"train.bsize", -1, "256"},              {"train.rescale", -1, "false"},
+};
+
+static const TypeRule *type_rule(int i) {
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", SCHEMA[i].section, SCHEMA[i].key);
+    for (size_t r = 0; r < sizeof TYPE_RULES / sizeof TYPE_RULES[0]; r++)
+        if (!strcmp(TYPE_RULES[r].key, name)) return &TYPE_RULES[r];
+    return NULL;
+}
+
+/* Does key i apply to a net of this type? */
+static int key_applies(int i, int type) {
+    const TypeRule *r = type_rule(i);
+    return !r || r->type < 0 || r->type == type;
+}
 
 /* Where values come from: a file (line/column known) or a label. */
 typedef struct {
@@ -341,6 +392,7 @@ static int check_key(int i, const CpConfig *cfg, const Src *s, CpErr *e) {
     case K_STRING: return memchr(p, 0, (size_t)k->cap) ? CP_OK : fail_key(e, s, i, "string not terminated");
     case K_INT_LIST: {
         memcpy(&iv, (const char *)cfg + k->count_off, sizeof iv);
+        if (iv == 0 && !key_applies(i, cfg->net.type)) return CP_OK; /* the other net's key, unset */
         if (iv == 0 && k->required) return fail_key(e, s, i, "required key not set (%s)", k->help);
         if (iv < k->min_count || iv > k->max_count) {
             if (k->min_count == k->max_count)
@@ -367,11 +419,45 @@ static int key_index(const char *section, const char *key) {
     return -1;
 }
 
+/* ViT cross-field rules: the token grid and head dim the attention ops
+ * support (kernels/attention.h: CP_ATT_MAX_SIDE, CP_ATT_MAX_HD), blocks that
+ * exist, and training crops of exactly the tile the pos_embed was built for
+ * (Cellpose-SAM accepts only img_size x img_size inputs, CELLPOSE.md 2.1). */
+static int validate_vit(const CpConfig *cfg, const Src *s, CpErr *e) {
+    const NetConfig *net = &cfg->net;
+    if (net->embed_dim % net->heads)
+        return fail_key(e, s, key_index("net", "heads"), "%d heads do not divide embed_dim %d", net->heads,
+                        net->embed_dim);
+    if (net->embed_dim / net->heads > 128)
+        return fail_key(e, s, key_index("net", "heads"), "head dim %d = embed_dim / heads is above 128",
+                        net->embed_dim / net->heads);
+    if (net->img_size % net->patch_size)
+        return fail_key(e, s, key_index("net", "img_size"), "%d is not divisible by net.patch_size %d", net->img_size,
+                        net->patch_size);
+    if (net->img_size / net->patch_size > 64)
+        return fail_key(e, s, key_index("net", "img_size"), "token grid side %d = img_size / patch_size is above 64",
+                        net->img_size / net->patch_size);
+    for (int j = 0; j < net->n_global_blocks; j++)
+        if (net->global_blocks[j] >= net->depth)
+            return fail_key(e, s, key_index("net", "global_blocks"), "entry %d: block %d does not exist (depth %d)", j,
+                            net->global_blocks[j], net->depth);
+    if (cfg->train.bsize != net->img_size)
+        return fail_key(e, s, key_index("train", "bsize"),
+                        "%d: the ViT takes exactly net.img_size = %d pixel tiles; set train.bsize to %d",
+                        cfg->train.bsize, net->img_size, net->img_size);
+    return CP_OK;
+}
+
 /* Every key's own check, then the checks that involve several keys. */
 static int validate_src(const CpConfig *cfg, const Src *s, CpErr *e) {
     for (int i = 0; i < NKEYS; i++)
         if (check_key(i, cfg, s, e)) return CP_EFAIL;
     const NetConfig *net = &cfg->net;
+    for (int i = 0; i < NKEYS; i++) /* a key of the other net type, written in the file */
+        if (s->line[i] && !key_applies(i, net->type))
+            return fail_key(e, s, i, "is a %s key; remove it (net.type is %s)", net->type == NET_VIT ? "cpnet" : "vit",
+                            NET_TYPES[net->type]);
+    if (net->type == NET_VIT) return validate_vit(cfg, s, e);
     if (net->kernel_size % 2 == 0)
         return fail_key(e, s, key_index("net", "kernel_size"),
                         "expected an odd kernel size (padding kernel_size/2 keeps H x W), got %d", net->kernel_size);
@@ -543,7 +629,7 @@ static int load_doc(yaml_document_t *d, Src *s, CpConfig *cfg, CpErr *e) {
         if (load_section(SECTIONS[si], d, yaml_document_get_node(d, pr->value), s, cfg, e)) return CP_EFAIL;
     }
     for (int i = 0; i < NKEYS; i++)
-        if (SCHEMA[i].required && !s->line[i])
+        if (SCHEMA[i].required && !s->line[i] && key_applies(i, cfg->net.type))
             return cp_fail(e, "%s: missing required key '%s.%s' (%s)", s->origin, SCHEMA[i].section, SCHEMA[i].key,
                            SCHEMA[i].help);
     return CP_OK;
@@ -594,6 +680,13 @@ int config_load(CpConfig *cfg, const char *path, CpErr *e) {
     if (rc) return rc;
     rc = load_doc(&d, &s, &c, e);
     yaml_document_delete(&d);
+    if (rc == CP_OK && c.net.type == NET_VIT) { /* Cellpose v4 training defaults for what the file leaves out */
+        Src sd = {.origin = "default"};
+        for (int i = 0; i < NKEYS && rc == CP_OK; i++) {
+            const TypeRule *r = type_rule(i);
+            if (r && r->def_vit && !s.line[i]) rc = bind_text(i, r->def_vit, &sd, &c, e);
+        }
+    }
     if (rc == CP_OK) rc = validate_src(&c, &s, e);
     if (rc == CP_OK) *cfg = c;
     return rc;
@@ -649,8 +742,9 @@ static json_t *key_json(const KeySpec *k, const CpConfig *cfg) {
 json_t *config_to_json(const CpConfig *cfg) {
     json_t *root = json_object();
     for (int s = 0; s < NSECTIONS; s++) json_object_set_new(root, SECTIONS[s], json_object());
-    for (int i = 0; i < NKEYS; i++)
-        json_object_set_new(json_object_get(root, SCHEMA[i].section), SCHEMA[i].key, key_json(&SCHEMA[i], cfg));
+    for (int i = 0; i < NKEYS; i++) /* only the keys of this net type */
+        if (key_applies(i, cfg->net.type))
+            json_object_set_new(json_object_get(root, SCHEMA[i].section), SCHEMA[i].key, key_json(&SCHEMA[i], cfg));
     return root;
 }
 
@@ -685,6 +779,7 @@ static void key_text_value(const KeySpec *k, const CpConfig *cfg, char *buf, siz
 void config_print(const CpConfig *cfg, FILE *f) {
     fprintf(f, "# config: %s\n", cfg->path[0] ? cfg->path : "(defaults)");
     for (int i = 0; i < NKEYS; i++) {
+        if (!key_applies(i, cfg->net.type)) continue; /* the other net type's keys */
         char v[256];
         key_text_value(&SCHEMA[i], cfg, v, sizeof v);
         fprintf(f, "%s.%s: %s\n", SCHEMA[i].section, SCHEMA[i].key, v);

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """convert_pth.py - turn a Cellpose model file (the torch.save'd state_dict
-that Cellpose writes: cyto3, nuclei, a user's custom model) into cellpose.c's
+that Cellpose writes: cyto3, nuclei, cpsam, a user's custom model; CPnet or
+the Cellpose-SAM ViT) into cellpose.c's
 model.bin (safetensors layout), keeping every name, shape, dtype, value and
 the state_dict order. And back: --to-pth writes a torch.save'd state_dict
-from a model.bin, which Cellpose's CPnet.load_model reads.
+from a model.bin, which Cellpose's CPnet.load_model / Transformer.load_model
+reads.
 
     /usr/bin/python3 nets/convert_pth.py cellpose_model model.bin
     /usr/bin/python3 nets/convert_pth.py --to-pth model.bin cellpose_model
@@ -65,10 +67,21 @@ def pth_to_bin(src, dst):
     sd = torch.load(src, map_location="cpu")
     if not isinstance(sd, dict):
         raise ValueError(f"{src}: not a state_dict (got {type(sd).__name__})")
-    if "W2" in sd:
-        raise ValueError(f"{src}: a Cellpose-SAM (ViT) state_dict; CPnet conversion only so far")
-    items = [(k[7:] if k.startswith("module.") else k, v.detach().cpu().numpy()) for k, v in sd.items()]
-    write_safetensors(dst, items, {"source": os.path.basename(src), "format": "cellpose-state_dict"})
+    items = [(k[7:] if k.startswith("module.") else k,
+              (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()) for k, v in sd.items()]
+    names = {k for k, _ in items}
+    if "W2" in names:  # Cellpose-SAM (v4 Transformer): CELLPOSE.md 2.6
+        net = "vit"
+        for need in ("encoder.pos_embed", "encoder.patch_embed.proj.weight", "encoder.neck.0.weight", "out.weight"):
+            if need not in names:
+                raise ValueError(f"{src}: has W2 but no '{need}': not a Cellpose-SAM state_dict")
+        # Cellpose-SAM files are float32; a bf16/f16 net saved by hand is widened (exactly; bf16 above)
+        items = [(k, v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in items]
+    elif any(k.startswith("downsample.") for k in names):
+        net = "cpnet"
+    else:
+        raise ValueError(f"{src}: neither a CPnet (downsample.*) nor a Cellpose-SAM (W2, encoder.*) state_dict")
+    write_safetensors(dst, items, {"source": os.path.basename(src), "format": "cellpose-state_dict", "net": net})
     return len(items)
 
 

@@ -224,6 +224,12 @@ TEST(test_malformed_fixtures) {
         {"section_not_mapping", 5, "section 'train' must be a mapping"},
         {"quoted_number", 7, "remove the quotes"},
         {"does_not_exist", 0, "cannot open"},
+        {"vit_nbase", 5, "net.nbase: is a cpnet key; remove it (net.type is vit)"},
+        {"cpnet_vit_key", 5, "net.depth: is a vit key; remove it (net.type is cpnet)"},
+        {"vit_heads", 5, "net.heads: 5 heads do not divide embed_dim 64"},
+        {"vit_bsize", 7, "train.bsize: 224: the ViT takes exactly net.img_size = 256 pixel tiles"},
+        {"vit_global_block", 5, "net.global_blocks: entry 1: block 4 does not exist (depth 4)"},
+        {"vit_grid", 4, "net.img_size: token grid side 128 = img_size / patch_size is above 64"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[256], at[64];
@@ -245,5 +251,42 @@ TEST(test_malformed_fixtures) {
     }
 }
 
+/* ViT configs: the shipped ones, Cellpose-SAM / v4 defaults for what a vit
+ * file leaves out, and only the keys of the net type in print and JSON. */
+TEST(test_vit_configs) {
+    CpConfig c;
+    CpErr e = {{0}};
+    CHECKF(config_load(&c, "configs/cpsam.yaml", &e) == CP_OK, "%s", e.msg);
+    CHECK(c.net.type == NET_VIT && c.net.embed_dim == 1024 && c.net.depth == 24 && c.net.heads == 16);
+    CHECK(c.net.patch_size == 8 && c.net.img_size == 256 && c.net.rel_pos_rows == 27 && c.net.rel_pos_rows_global == 127);
+    CHECK(c.net.n_global_blocks == 4 && c.net.global_blocks[3] == 23 && c.net.rdrop == 0.4 && c.net.n_nbase == 0);
+    CHECK(c.train.learning_rate == 1e-5 && c.train.weight_decay == 0.1 && c.train.batch_size == 1);
+    CHECK(c.train.bsize == 256 && c.train.n_epochs == 100 && c.train.rescale == 0);
+    CpConfig min;
+    CHECKF(config_load(&min, "tests/data/config/vit_minimal.yaml", &e) == CP_OK, "%s", e.msg);
+    memset(min.path, 0, sizeof min.path);
+    memset(c.path, 0, sizeof c.path);
+    CHECK(!memcmp(&min.net, &c.net, sizeof c.net));     /* the schema defaults are cpsam's */
+    CHECK(!memcmp(&min.train, &c.train, sizeof c.train)); /* and v4's train_seg */
+    CHECKF(config_load(&c, "configs/vit_b.yaml", &e) == CP_OK, "%s", e.msg);
+    CHECK(c.net.embed_dim == 768 && c.net.depth == 12 && c.net.heads == 12 && c.net.global_blocks[0] == 2);
+    CHECKF(config_load(&c, "configs/vit_tiny.yaml", &e) == CP_OK, "%s", e.msg);
+    CHECK(c.net.embed_dim == 64 && c.net.depth == 4 && c.net.img_size == 64 && c.train.bsize == 64);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_print(&c, f);
+    fclose(f);
+    CHECK(strstr(buf, "\nnet.depth: 4\n") && strstr(buf, "\nnet.global_blocks: [1, 3]\n") && !strstr(buf, "nbase"));
+    CHECK(!strstr(buf, "kernel_size") && strstr(buf, "\nnet.rdrop: 0.4\n"));
+    free(buf);
+    json_t *j = config_to_json(&c);
+    CHECK(json_object_size(json_object_get(j, "net")) == 15 && !json_object_get(json_object_get(j, "net"), "nbase"));
+    json_decref(j);
+    /* overrides keep the checks: heads must divide the dim */
+    CHECK(config_set(&c, "net.heads", "3", &e) == CP_OK && config_validate(&c, &e) == CP_EFAIL);
+    CHECKF(strstr(e.msg, "net.heads") && strstr(e.msg, "do not divide"), "%s", e.msg);
+}
+
 TEST_MAIN(T(test_shipped_configs), T(test_defaults), T(test_json_roundtrip), T(test_print), T(test_set),
-          T(test_scalars), T(test_malformed_fixtures))
+          T(test_scalars), T(test_malformed_fixtures), T(test_vit_configs))

@@ -189,6 +189,8 @@ run: deps
 	done | $(PYTHON) -c 'import json, sys; \
 	  [print("%s: %d masks, AP@0.5 %.3f, AP@0.75 %.3f, masks sha256 %.16s, %.1f s" % (d["image"].split("/")[-1], d["masks"], \
 	  d["ap"]["ap50"], d["ap"]["ap75"], d["masks_sha256"], d["seconds"]["total"])) for d in map(json.loads, sys.stdin)]'
+	@echo "the model next to classical thresholding on the same held-out images (Cellpose's AP, mean over images):"
+	@$(BIN)/eval --baseline all --images data/samples/bbbc039_u2os_nuclei --gt data/samples/bbbc039_u2os_nuclei --pred $(RUN_DIR)
 	@echo "run folder: $(RUN_DIR) (model.bin, checkpoint.bin, manifest.json, loss.png, *_cp_masks.tif, *_flows.tif, *_outlines.png)"
 
 clean:

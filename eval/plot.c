@@ -85,6 +85,24 @@ static void axes(cairo_t *cr, const Frame *f, const PlotSpec *sp, int W, int H) 
 static void series(cairo_t *cr, const Frame *f, const PlotSeries *s, int ns) {
     cairo_set_line_width(cr, 2.0);
     cairo_set_font_size(cr, 12);
+    /* legend: top right inside the frame, as wide as its longest label, on a
+     * white box so curves under it do not hide the text */
+    double lw = 0;
+    int nl = 0;
+    for (int k = 0; k < ns; k++)
+        if (s[k].label) {
+            cairo_text_extents_t te;
+            cairo_text_extents(cr, s[k].label, &te);
+            lw = te.x_advance > lw ? te.x_advance : lw;
+            nl++;
+        }
+    double lx = f->R - 14 - lw - 33; /* line sample at lx .. lx + 25, text at lx + 32 */
+    if (lx < f->L + 4) lx = f->L + 4;
+    if (nl) {
+        cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+        cairo_rectangle(cr, lx - 6, f->T + 6, f->R - 4 - (lx - 6), 18.0 * nl + 4);
+        cairo_fill(cr);
+    }
     for (int k = 0; k < ns; k++) {
         cairo_set_source_rgb(cr, palette[k % 6][0], palette[k % 6][1], palette[k % 6][2]);
         int pen = 0;
@@ -108,11 +126,11 @@ static void series(cairo_t *cr, const Frame *f, const PlotSeries *s, int ns) {
             cairo_arc(cr, fx(f, s[k].x[i]), fy(f, y), 3.5, 0, 2 * M_PI);
             cairo_fill(cr);
         }
-        if (s[k].label) { /* legend, top right inside the frame */
+        if (s[k].label) {
             double ly = f->T + 18 + 18 * k;
-            cairo_move_to(cr, f->R - 150, ly - 4), cairo_line_to(cr, f->R - 125, ly - 4), cairo_stroke(cr);
+            cairo_move_to(cr, lx, ly - 4), cairo_line_to(cr, lx + 25, ly - 4), cairo_stroke(cr);
             cairo_set_source_rgb(cr, 0, 0, 0);
-            cairo_move_to(cr, f->R - 118, ly), cairo_show_text(cr, s[k].label);
+            cairo_move_to(cr, lx + 32, ly), cairo_show_text(cr, s[k].label);
         }
     }
 }

@@ -5,6 +5,10 @@
 #                   dump PTX and SASS, fail on any forbidden instruction
 #                   (tests/cuda_gate.sh; runs without a GPU)
 #   make test-cuda  the CUDA bitwise tests (tests/cuda_*.cu; SKIPPED without a GPU)
+#   make cuda-emu   kernels/*.cu + tests/cuda_ops.cu built with g++ against the
+#                   host emulation of the CUDA runtime (tests/cuda_emu/) and run
+#                   on the CPU: every op byte-equal to its CPU twin in three
+#                   schedule orders (tests/cuda_emu.sh; no nvcc, no GPU: every CI)
 #
 # Flags (DESIGN.md rule 4): NVFLAGS from the Makefile (--fmad=false
 # -prec-div=true -prec-sqrt=true -ftz=false, -arch=sm_$(CUDA_ARCH)); the host
@@ -22,7 +26,7 @@ CUDA_HDRS := $(HDRS) kernels/ops_cuda.h
 CUDA_TOOLS := $(abspath build/cudatools)
 CUOBJDUMP_WHEEL := nvidia-cuda-cuobjdump==13.2.78 nvidia-cuda-nvdisasm==13.2.86
 
-.PHONY: cuda-lib cuda-gate cuda-tools
+.PHONY: cuda-lib cuda-gate cuda-tools cuda-emu
 
 ifneq ($(NVCC),)
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(CUDA_SRC))
@@ -53,6 +57,10 @@ cuda-lib:
 cuda-gate:
 	@echo "cuda gate: SKIPPED (nvcc not found)"
 endif
+
+# Needs only g++ and the C library: runs with or without nvcc.
+cuda-emu: $(LIB)
+	@BUILD=$(BUILD) CPU_ARCH=$(CPU_ARCH) bash tests/cuda_emu.sh
 
 # cuobjdump for the SASS gate when the toolkit lacks it (pip wheel, no system change).
 cuda-tools: $(CUDA_TOOLS)/.stamp

@@ -1,8 +1,13 @@
-/* ctx.c - context setup, backend names. */
+/* ctx.c - context setup, backend names, which backends are linked. */
 #include "ctx.h"
 
 #include <string.h>
 #include <unistd.h>
+
+/* Defined in kernels/ops_cuda.cu, the object that holds the CUDA op table:
+ * frees a ctx's device workspace. Weak, so that a program without the CUDA
+ * library links and sees NULL here; its address says whether CUDA is linked. */
+void cp_cuda_ctx_free(CpCtx *ctx) __attribute__((weak));
 
 void cp_ctx_init(CpCtx *ctx, CpBackend backend, int threads, uint32_t seed) {
     memset(ctx, 0, sizeof *ctx);
@@ -26,6 +31,7 @@ void *cp_ctx_workspace(CpCtx *ctx, size_t bytes) {
 }
 
 void cp_ctx_free(CpCtx *ctx) {
+    if (cp_cuda_ctx_free) cp_cuda_ctx_free(ctx);
     cp_free(ctx->workspace);
     ctx->workspace = NULL;
     ctx->workspace_bytes = 0;
@@ -48,9 +54,6 @@ int cp_backend_parse(const char *s, CpBackend *out, CpErr *e) {
 
 int cp_backend_available(CpBackend b) {
     if (b == CP_BACKEND_CPU) return 1;
-#ifdef CP_HAVE_CUDA
-    return 1;
-#else
-    return 0;
-#endif
+    if (b == CP_BACKEND_CUDA) return cp_cuda_ctx_free != NULL;
+    return 0; /* cudnn: no vendor backend is built yet */
 }

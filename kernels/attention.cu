@@ -196,22 +196,22 @@ static AttShapeCu att_shape_cu(int Hq, int Wq, int NH, int HD) {
 
 void softmax_forward_cuda(float *out, const float *inp, int64_t M, int L, const CpCtx *ctx) {
     if (L <= 0 || M <= 0) return;
-    k_softmax_fwd<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, M, L);
+    k_softmax_fwd<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, M, L);
     CUDA_CHECK_LAUNCH();
 }
 void softmax_backward_cuda(float *dinp, const float *dout, const float *out, int64_t M, int L, const CpCtx *ctx) {
     if (!dinp || L <= 0 || M <= 0) return;
-    k_softmax_bwd<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, out, M, L);
+    k_softmax_bwd<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, out, M, L);
     CUDA_CHECK_LAUNCH();
 }
 void interp1d_forward_cuda(float *out, const float *inp, int Lin, int Lout, int C, const CpCtx *ctx) {
     if ((int64_t)Lout * C <= 0) return;
-    k_interp_fwd<<<cp_flat_blocks((int64_t)Lout * C), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, Lin, Lout, C);
+    k_interp_fwd<<<cp_flat_blocks((int64_t)Lout * C), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, Lin, Lout, C);
     CUDA_CHECK_LAUNCH();
 }
 void interp1d_backward_cuda(float *dinp, const float *dout, int Lin, int Lout, int C, const CpCtx *ctx) {
     if (!dinp || (int64_t)Lin * C <= 0) return;
-    k_interp_bwd<<<cp_flat_blocks((int64_t)Lin * C), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, Lin, Lout, C);
+    k_interp_bwd<<<cp_flat_blocks((int64_t)Lin * C), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, Lin, Lout, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -221,11 +221,11 @@ void attention_forward_cuda(float *out, float *att, const float *qkv, const floa
     const AttShapeCu s = att_shape_cu(Hq, Wq, NH, HD);
     const int64_t rows = (int64_t)N * NH * s.T, nlog = rows * s.T, nout = (int64_t)N * s.T * s.D;
     if (rows <= 0) return;
-    k_att_logits<<<cp_flat_blocks(nlog), CP_FLAT_THREADS, 0, cp_stream()>>>(att, qkv, relh, relw, s, nlog);
+    k_att_logits<<<cp_flat_blocks(nlog), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(att, qkv, relh, relw, s, nlog);
     CUDA_CHECK_LAUNCH();
-    k_softmax_fwd<<<cp_flat_blocks(rows), CP_FLAT_THREADS, 0, cp_stream()>>>(att, att, rows, (int)s.T);
+    k_softmax_fwd<<<cp_flat_blocks(rows), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(att, att, rows, (int)s.T);
     CUDA_CHECK_LAUNCH();
-    k_att_out<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream()>>>(out, att, qkv, s, nout);
+    k_att_out<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, att, qkv, s, nout);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -237,24 +237,24 @@ void attention_backward_cuda(float *dqkv, float *drelh, float *drelw, const floa
     const AttShapeCu s = att_shape_cu(Hq, Wq, NH, HD);
     const int64_t rows = (int64_t)N * NH * s.T, nlog = rows * s.T, nout = (int64_t)N * s.T * s.D;
     if (rows <= 0) return;
-    float *g = (float *)cp_cuda_workspace(cp_cuda_attention_workspace_bytes(N, Hq, Wq, NH));
+    float *g = (float *)cp_cuda_workspace(ctx, cp_cuda_attention_workspace_bytes(N, Hq, Wq, NH));
     float *gh = g + nlog, *gw = gh + rows * Hq;
-    k_att_datt<<<cp_flat_blocks(nlog), CP_FLAT_THREADS, 0, cp_stream()>>>(g, dout, qkv, s, nlog);
+    k_att_datt<<<cp_flat_blocks(nlog), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(g, dout, qkv, s, nlog);
     CUDA_CHECK_LAUNCH();
-    k_att_grow<<<cp_flat_blocks(rows), CP_FLAT_THREADS, 0, cp_stream()>>>(g, gh, gw, att, s, rows);
+    k_att_grow<<<cp_flat_blocks(rows), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(g, gh, gw, att, s, rows);
     CUDA_CHECK_LAUNCH();
     if (dqkv) {
-        k_att_dq<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream()>>>(dqkv, g, gh, gw, qkv, relh, relw, s, nout);
+        k_att_dq<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dqkv, g, gh, gw, qkv, relh, relw, s, nout);
         CUDA_CHECK_LAUNCH();
-        k_att_dkdv<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream()>>>(dqkv, g, att, dout, qkv, s, nout);
+        k_att_dkdv<<<cp_flat_blocks(nout), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dqkv, g, att, dout, qkv, s, nout);
         CUDA_CHECK_LAUNCH();
     }
     if (drelh) {
-        k_att_drel<<<(unsigned)((2 * Hq - 1) * HD), CP_PLAN_THREADS, 0, cp_stream()>>>(drelh, gh, qkv, s, 1, rows);
+        k_att_drel<<<(unsigned)((2 * Hq - 1) * HD), CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(drelh, gh, qkv, s, 1, rows);
         CUDA_CHECK_LAUNCH();
     }
     if (drelw) {
-        k_att_drel<<<(unsigned)((2 * Wq - 1) * HD), CP_PLAN_THREADS, 0, cp_stream()>>>(drelw, gw, qkv, s, 0, rows);
+        k_att_drel<<<(unsigned)((2 * Wq - 1) * HD), CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(drelw, gw, qkv, s, 0, rows);
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -103,10 +103,10 @@ void batchnorm_forward_train_cuda(float *out, float *mean, float *rstd, float *r
     int64_t count = (int64_t)N * HW, n = count * C;
     CP_ASSERT(count > 1); /* PyTorch: "Expected more than 1 value per channel when training" */
     if (C <= 0) return;
-    k_bn_stats<<<C, CP_PLAN_THREADS, 0, cp_stream()>>>(mean, rstd, running_mean, running_var, inp, C, HW, count, eps,
+    k_bn_stats<<<C, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(mean, rstd, running_mean, running_var, inp, C, HW, count, eps,
                                                        momentum);
     CUDA_CHECK_LAUNCH();
-    k_bn_normalize<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, mean, rstd, NULL, weight, bias, C,
+    k_bn_normalize<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, mean, rstd, NULL, weight, bias, C,
                                                                            HW, eps, n);
     CUDA_CHECK_LAUNCH();
 }
@@ -117,7 +117,7 @@ void batchnorm_forward_eval_cuda(float *out, const float *inp, const float *weig
                                  float eps, const CpCtx *ctx) {
     int64_t n = (int64_t)N * C * HW;
     if (n <= 0) return;
-    k_bn_normalize<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, running_mean, NULL, running_var,
+    k_bn_normalize<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, running_mean, NULL, running_var,
                                                                            weight, bias, C, HW, eps, n);
     CUDA_CHECK_LAUNCH();
 }
@@ -127,7 +127,7 @@ void batchnorm_backward_cuda(float *dinp, float *dweight, float *dbias, const fl
                              const float *mean, const float *rstd, const float *weight, int N, int C, int64_t HW,
                              const CpCtx *ctx) {
     if (C <= 0 || (!dinp && !dweight && !dbias)) return;
-    k_bn_backward<<<C, CP_PLAN_THREADS, 0, cp_stream()>>>(dinp, dweight, dbias, dout, inp, mean, rstd, weight, C, HW,
+    k_bn_backward<<<C, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dinp, dweight, dbias, dout, inp, mean, rstd, weight, C, HW,
                                                           (int64_t)N * HW);
     CUDA_CHECK_LAUNCH();
 }

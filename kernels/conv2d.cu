@@ -203,15 +203,15 @@ __global__ void k_conv_db(float *db, const float *dout, int OC, int64_t HW, int6
 
 // ---- launchers ----
 static void dconv_launch(float *dst, const float *src, const float *w, int64_t wso, int64_t wsj, const float *bias,
-                         int accumulate, int N, int J, int O, int H, int W, int K, bool flip) {
+                         int accumulate, int N, int J, int O, int H, int W, int K, bool flip, const CpCtx *ctx) {
     const int tiles_x = (W + DC_TX - 1) / DC_TX, tiles_y = (H + DC_TY - 1) / DC_TY;
     const int64_t tiles = (int64_t)tiles_x * tiles_y, oblocks = (O + DC_TO - 1) / DC_TO;
     CP_ASSERT(tiles <= 0x7fffffff && oblocks <= 65535 && N <= 65535);
     dim3 grid((unsigned)tiles, (unsigned)oblocks, (unsigned)N);
-    if (K == 3 && flip) k_dconv<3, true><<<grid, DC_THREADS, 0, cp_stream()>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
-    else if (K == 3) k_dconv<3, false><<<grid, DC_THREADS, 0, cp_stream()>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
-    else if (flip) k_dconv<1, true><<<grid, DC_THREADS, 0, cp_stream()>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
-    else k_dconv<1, false><<<grid, DC_THREADS, 0, cp_stream()>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
+    if (K == 3 && flip) k_dconv<3, true><<<grid, DC_THREADS, 0, cp_stream(ctx)>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
+    else if (K == 3) k_dconv<3, false><<<grid, DC_THREADS, 0, cp_stream(ctx)>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
+    else if (flip) k_dconv<1, true><<<grid, DC_THREADS, 0, cp_stream(ctx)>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
+    else k_dconv<1, false><<<grid, DC_THREADS, 0, cp_stream(ctx)>>>(dst, src, w, wso, wsj, bias, accumulate, J, O, H, W, tiles_x);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -222,11 +222,11 @@ void conv2d_forward_cuda(float *out, const float *inp, const float *w, const flo
     int64_t n = (int64_t)N * OC * H * W;
     if (n == 0) return;
     if (K != 1 && K != 3) {
-        k_conv_fwd_ref<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, w, b, C, H, W, OC, K, n);
+        k_conv_fwd_ref<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, w, b, C, H, W, OC, K, n);
         CUDA_CHECK_LAUNCH();
         return;
     }
-    dconv_launch(out, inp, w, (int64_t)C * K * K, (int64_t)K * K, b, 0, N, C, OC, H, W, K, false);
+    dconv_launch(out, inp, w, (int64_t)C * K * K, (int64_t)K * K, b, 0, N, C, OC, H, W, K, false, ctx);
 }
 
 /* PyTorch: torch.ops.aten.convolution_backward(...), accumulated (+=) */
@@ -237,10 +237,10 @@ void conv2d_backward_cuda(float *dinp, float *dw, float *db, const float *dout, 
     if (dinp && (int64_t)N * C * HW > 0) {
         if (K == 1 || K == 3) {
             /* dinp[n,ci,p] += sum_{co,ky,kx} dout[n,co,p + (pad-ky, pad-kx)] * w[co,ci,ky,kx] */
-            dconv_launch(dinp, dout, w, (int64_t)K * K, (int64_t)C * K * K, NULL, 1, N, OC, C, H, W, K, true);
+            dconv_launch(dinp, dout, w, (int64_t)K * K, (int64_t)C * K * K, NULL, 1, N, OC, C, H, W, K, true, ctx);
         } else {
             int64_t m = (int64_t)N * C * HW;
-            k_conv_dinp_ref<<<cp_flat_blocks(m), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, w, C, H, W, OC, K, m);
+            k_conv_dinp_ref<<<cp_flat_blocks(m), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, w, C, H, W, OC, K, m);
             CUDA_CHECK_LAUNCH();
         }
     }
@@ -249,15 +249,15 @@ void conv2d_backward_cuda(float *dinp, float *dw, float *db, const float *dout, 
         CP_ASSERT(nw * K * K <= 0x7fffffff);
         if (K == 3) {
             int64_t nb = (int64_t)((OC + DW_COB3 - 1) / DW_COB3) * C;
-            k_conv_dw<3, DW_COB3><<<(unsigned)nb, CP_PLAN_THREADS, 0, cp_stream()>>>(dw, dout, inp, C, OC, H, W, n);
+            k_conv_dw<3, DW_COB3><<<(unsigned)nb, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dw, dout, inp, C, OC, H, W, n);
         } else if (K == 1) {
             int64_t nb = (int64_t)((OC + DW_COB1 - 1) / DW_COB1) * C;
-            k_conv_dw<1, DW_COB1><<<(unsigned)nb, CP_PLAN_THREADS, 0, cp_stream()>>>(dw, dout, inp, C, OC, H, W, n);
-        } else k_conv_dw_ref<<<(unsigned)(nw * K * K), CP_PLAN_THREADS, 0, cp_stream()>>>(dw, dout, inp, C, OC, H, W, K, n);
+            k_conv_dw<1, DW_COB1><<<(unsigned)nb, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dw, dout, inp, C, OC, H, W, n);
+        } else k_conv_dw_ref<<<(unsigned)(nw * K * K), CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dw, dout, inp, C, OC, H, W, K, n);
         CUDA_CHECK_LAUNCH();
     }
     if (db && OC > 0) {
-        k_conv_db<<<OC, CP_PLAN_THREADS, 0, cp_stream()>>>(db, dout, OC, HW, n);
+        k_conv_db<<<OC, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(db, dout, OC, HW, n);
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -48,34 +48,34 @@ __global__ void k_rows_plan_sum_accum(float *dbias, const float *x, int64_t HW) 
 // ---- launchers ----
 void relu_forward_cuda(float *out, const float *inp, int64_t n, const CpCtx *ctx) {
     if (n <= 0) return;
-    k_relu_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, n);
+    k_relu_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 void relu_backward_cuda(float *dinp, const float *dout, const float *out, int64_t n, const CpCtx *ctx) {
     if (!dinp || n <= 0) return;
-    k_relu_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, out, n);
+    k_relu_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, out, n);
     CUDA_CHECK_LAUNCH();
 }
 void gelu_forward_cuda(float *out, const float *inp, int64_t n, const CpCtx *ctx) {
     if (n <= 0) return;
-    k_gelu_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, n);
+    k_gelu_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 void gelu_backward_cuda(float *dinp, const float *dout, const float *inp, int64_t n, const CpCtx *ctx) {
     if (!dinp || n <= 0) return;
-    k_gelu_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, inp, n);
+    k_gelu_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 void add_forward_cuda(float *out, const float *a, const float *b, int64_t n, const CpCtx *ctx) {
     if (n <= 0) return; // out may alias a or b: each element read, then written, by one thread
-    k_add<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, a, b, n);
+    k_add<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, a, b, n);
     CUDA_CHECK_LAUNCH();
 }
 void add_bias_hw_forward_cuda(float *out, const float *inp, const float *bias, int N, int C, int64_t HW,
                               const CpCtx *ctx) {
     int64_t n = (int64_t)N * C * HW;
     if (n <= 0) return;
-    k_add_bias_hw<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, bias, HW, n);
+    k_add_bias_hw<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, bias, HW, n);
     CUDA_CHECK_LAUNCH();
 }
 void add_bias_hw_backward_cuda(float *dinp, float *dbias, const float *dout, int N, int C, int64_t HW,
@@ -83,12 +83,12 @@ void add_bias_hw_backward_cuda(float *dinp, float *dbias, const float *dout, int
     int64_t rows = (int64_t)N * C, n = rows * HW;
     if (n <= 0) return;
     if (dinp) {
-        k_accum<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, n);
+        k_accum<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, n);
         CUDA_CHECK_LAUNCH();
     }
     if (dbias) {
         CP_ASSERT(rows <= 0x7fffffff);
-        k_rows_plan_sum_accum<<<(unsigned)rows, CP_PLAN_THREADS, 0, cp_stream()>>>(dbias, dout, HW);
+        k_rows_plan_sum_accum<<<(unsigned)rows, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dbias, dout, HW);
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -150,9 +150,9 @@ __global__ void k_ln2d_wgrad(float *dw, float *db, const float *dout, const floa
 void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int64_t M, int D, float eps, const CpCtx *ctx) {
     if (M <= 0 || D <= 0) return;
-    k_ln_stats<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream()>>>(mean, rstd, inp, M, D, eps);
+    k_ln_stats<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(mean, rstd, inp, M, D, eps);
     CUDA_CHECK_LAUNCH();
-    k_ln_affine<<<cp_flat_blocks(M * D), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, mean, rstd, w, b, D, M * D);
+    k_ln_affine<<<cp_flat_blocks(M * D), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, mean, rstd, w, b, D, M * D);
     CUDA_CHECK_LAUNCH();
 }
 /* PyTorch: aten.native_layer_norm_backward */
@@ -161,11 +161,11 @@ void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dou
                              const CpCtx *ctx) {
     if (M <= 0 || D <= 0) return;
     if (dinp) {
-        k_ln_dinp<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, inp, mean, rstd, w, M, D);
+        k_ln_dinp<<<cp_flat_blocks(M), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, inp, mean, rstd, w, M, D);
         CUDA_CHECK_LAUNCH();
     }
     if (dw || db) {
-        k_ln_wgrad<<<D, CP_PLAN_THREADS, 0, cp_stream()>>>(dw, db, dout, inp, mean, rstd, M, D);
+        k_ln_wgrad<<<D, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dw, db, dout, inp, mean, rstd, M, D);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -174,7 +174,7 @@ void layernorm2d_forward_cuda(float *out, float *mean, float *rstd, const float 
                               const float *b, int N, int C, int64_t HW, float eps, const CpCtx *ctx) {
     int64_t npix = (int64_t)N * HW;
     if (npix <= 0 || C <= 0) return;
-    k_ln2d_forward<<<cp_flat_blocks(npix), CP_FLAT_THREADS, 0, cp_stream()>>>(out, mean, rstd, inp, w, b, C, HW, eps, npix);
+    k_ln2d_forward<<<cp_flat_blocks(npix), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, mean, rstd, inp, w, b, C, HW, eps, npix);
     CUDA_CHECK_LAUNCH();
 }
 /* PyTorch: autograd of the LayerNorm2d forward */
@@ -184,11 +184,11 @@ void layernorm2d_backward_cuda(float *dinp, float *dw, float *db, const float *d
     int64_t npix = (int64_t)N * HW;
     if (npix <= 0 || C <= 0) return;
     if (dinp) {
-        k_ln2d_dinp<<<cp_flat_blocks(npix), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, inp, mean, rstd, w, C, HW, npix);
+        k_ln2d_dinp<<<cp_flat_blocks(npix), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, inp, mean, rstd, w, C, HW, npix);
         CUDA_CHECK_LAUNCH();
     }
     if (dw || db) {
-        k_ln2d_wgrad<<<C, CP_PLAN_THREADS, 0, cp_stream()>>>(dw, db, dout, inp, mean, rstd, C, HW, npix);
+        k_ln2d_wgrad<<<C, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(dw, db, dout, inp, mean, rstd, C, HW, npix);
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -110,12 +110,12 @@ __global__ void __launch_bounds__(GT_THREADS) k_gemm(GemmCuda g) {
     }
 }
 
-void cp_gemm_cuda(const GemmCuda *g) {
+void cp_gemm_cuda(const GemmCuda *g, const CpCtx *ctx) {
     if (g->M <= 0 || g->N <= 0) return;
     int64_t bx = (g->N + GT_BN - 1) / GT_BN, by = (g->M + GT_BM - 1) / GT_BM;
     CP_ASSERT(bx <= 0x7fffffff && by <= 65535 && g->bias_div >= 1);
     dim3 grid((unsigned)bx, (unsigned)by);
-    k_gemm<<<grid, GT_THREADS, 0, cp_stream()>>>(*g);
+    k_gemm<<<grid, GT_THREADS, 0, cp_stream(ctx)>>>(*g);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -130,10 +130,10 @@ __global__ void k_colsum(float *out, const float *d, GView row, GView col, int64
     if (threadIdx.x == 0) out[j] += s;
 }
 
-void cp_colsum_accum_cuda(float *out, const float *d, GView row, GView col, int64_t M, int64_t N) {
+void cp_colsum_accum_cuda(float *out, const float *d, GView row, GView col, int64_t M, int64_t N, const CpCtx *ctx) {
     if (N <= 0) return;
     CP_ASSERT(N <= 0x7fffffff);
-    k_colsum<<<(unsigned)N, CP_PLAN_THREADS, 0, cp_stream()>>>(out, d, row, col, M);
+    k_colsum<<<(unsigned)N, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(out, d, row, col, M);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -143,7 +143,7 @@ void linear_forward_cuda(float *out, const float *inp, const float *w, const flo
     GemmCuda g = {M, OUT, IN, inp, gv_stride(IN), gv_stride(1), /* A(m,k) = inp[m,k] */
                   w, gv_stride(1), gv_stride(IN),                /* B(k,o) = w[o,k] */
                   out, gv_stride(OUT), gv_stride(1), GM_STORE, b, 1};
-    cp_gemm_cuda(&g);
+    cp_gemm_cuda(&g, ctx);
 }
 
 /* dinp[M,IN] +=, dw[OUT,IN] +=, db[OUT] += (each may be NULL) */
@@ -152,12 +152,12 @@ void linear_backward_cuda(float *dinp, float *dw, float *db, const float *dout, 
     if (dinp) { /* PyTorch: dinp += dout @ w */
         GemmCuda g = {M, IN, OUT, dout, gv_stride(OUT), gv_stride(1), w, gv_stride(IN), gv_stride(1),
                       dinp, gv_stride(IN), gv_stride(1), GM_ACCUM, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
     if (dw) { /* PyTorch: dw += dout^T @ inp, rows m by the chunk plan */
         GemmCuda g = {OUT, IN, M, dout, gv_stride(1), gv_stride(OUT), inp, gv_stride(IN), gv_stride(1),
                       dw, gv_stride(IN), gv_stride(1), GM_ACCUM_CHUNKED, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
-    if (db) cp_colsum_accum_cuda(db, dout, gv_stride(OUT), gv_stride(1), M, OUT); /* db += dout.sum(0) */
+    if (db) cp_colsum_accum_cuda(db, dout, gv_stride(OUT), gv_stride(1), M, OUT, ctx); /* db += dout.sum(0) */
 }

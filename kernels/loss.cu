@@ -62,31 +62,31 @@ __global__ void k_cp_loss_bwd(float *dy, const float *y, const float *lbl, int64
 }
 
 // The plan sum of one loss, copied back to the host (synchronizes the stream).
-static float loss_sum(int kind, const float *a, const float *b, int64_t HW, int64_t n) {
-    float *d = (float *)cp_cuda_workspace(sizeof(float)), h = 0.0f;
-    k_loss_sum<<<1, CP_PLAN_THREADS, 0, cp_stream()>>>(d, kind, a, b, HW, n);
+static float loss_sum(int kind, const float *a, const float *b, int64_t HW, int64_t n, const CpCtx *ctx) {
+    float *d = (float *)cp_cuda_workspace(ctx, sizeof(float)), h = 0.0f;
+    k_loss_sum<<<1, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(d, kind, a, b, HW, n);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(&h, d, sizeof(float), cudaMemcpyDeviceToHost, cp_stream()));
-    CUDA_CHECK(cudaStreamSynchronize(cp_stream()));
+    CUDA_CHECK(cudaMemcpyAsync(&h, d, sizeof(float), cudaMemcpyDeviceToHost, cp_stream(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(cp_stream(ctx)));
     return h;
 }
 
 float mse_forward_cuda(const float *pred, const float *target, int64_t n, const CpCtx *ctx) {
-    return loss_sum(LOSS_MSE, pred, target, 1, n) / (float)n; /* PyTorch: F.mse_loss */
+    return loss_sum(LOSS_MSE, pred, target, 1, n, ctx) / (float)n; /* PyTorch: F.mse_loss */
 }
 void mse_backward_cuda(float *dpred, const float *pred, const float *target, int64_t n, float dloss,
                        const CpCtx *ctx) {
     if (n <= 0) return;
-    k_mse_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dpred, pred, target, n, mse_grad_scale(n), dloss);
+    k_mse_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dpred, pred, target, n, mse_grad_scale(n), dloss);
     CUDA_CHECK_LAUNCH();
 }
 float bce_logits_forward_cuda(const float *logit, const float *target, int64_t n, const CpCtx *ctx) {
-    return loss_sum(LOSS_BCE, logit, target, 1, n) / (float)n; /* PyTorch: F.binary_cross_entropy_with_logits */
+    return loss_sum(LOSS_BCE, logit, target, 1, n, ctx) / (float)n; /* PyTorch: F.binary_cross_entropy_with_logits */
 }
 void bce_logits_backward_cuda(float *dlogit, const float *logit, const float *target, int64_t n, float dloss,
                               const CpCtx *ctx) {
     if (n <= 0) return;
-    k_bce_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dlogit, logit, target, n, dloss, (float)n);
+    k_bce_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dlogit, logit, target, n, dloss, (float)n);
     CUDA_CHECK_LAUNCH();
 }
 /* y[N,3,HW], lbl[N,3,HW] -> loss; dy (or NULL) += gradient. Same expression
@@ -95,11 +95,11 @@ float cellpose_loss_cuda(float *dy, const float *y, const float *lbl, int N, int
     int64_t nflow = (int64_t)N * 2 * HW, nprob = (int64_t)N * HW;
     if (dy && nprob > 0) {
         int64_t n = (int64_t)N * 3 * HW;
-        k_cp_loss_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dy, y, lbl, HW, n, mse_grad_scale(nflow),
+        k_cp_loss_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dy, y, lbl, HW, n, mse_grad_scale(nflow),
                                                                                (float)nprob);
         CUDA_CHECK_LAUNCH();
     }
-    float flow_loss = (loss_sum(LOSS_CP_FLOW, y, lbl, HW, nflow) / (float)nflow) / 2.0f;
-    float prob_loss = loss_sum(LOSS_CP_PROB, y, lbl, HW, nprob) / (float)nprob;
+    float flow_loss = (loss_sum(LOSS_CP_FLOW, y, lbl, HW, nflow, ctx) / (float)nflow) / 2.0f;
+    float prob_loss = loss_sum(LOSS_CP_PROB, y, lbl, HW, nprob, ctx) / (float)nprob;
     return flow_loss + prob_loss;
 }

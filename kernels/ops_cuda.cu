@@ -1,37 +1,29 @@
-// ops_cuda.cu - the CUDA op table (kernels/ops_cuda.h) and the backend's
-// stream and device workspace. The kernels live in kernels/<op>.cu, one file
-// per op family, each the twin of kernels/<op>_cpu.c.
+// ops_cuda.cu - the CUDA op table (kernels/ops_cuda.h) and the device
+// workspace of a ctx. The kernels live in kernels/<op>.cu, one file per op
+// family, each the twin of kernels/<op>_cpu.c. No module globals: the stream
+// and the workspace are fields of the CpCtx every op receives.
 #include <stdint.h>
 
 #include "common.h"
 #include "cuda_check.h"
 #include "kernels/ops_cuda.h"
 
-/* The backend's stream and scratch (see ops_cuda.h: CpCtx has no device
- * fields yet). Set up by the program before any pass, never inside one. */
-static cudaStream_t g_stream = 0;
-static void *g_workspace = NULL;
-static size_t g_workspace_bytes = 0;
-
-void cp_cuda_set_stream(void *stream) { g_stream = (cudaStream_t)stream; }
-void *cp_cuda_get_stream(void) { return (void *)g_stream; }
-
-void cp_cuda_workspace_reserve(size_t bytes) {
-    if (bytes <= g_workspace_bytes) return;
-    if (g_workspace) CUDA_CHECK(cudaFree(g_workspace));
-    CUDA_CHECK(cudaMalloc(&g_workspace, bytes));
-    g_workspace_bytes = bytes;
+void cp_cuda_workspace_reserve(CpCtx *ctx, size_t bytes) {
+    if (bytes <= ctx->dev_workspace_bytes) return;
+    cp_cuda_ctx_free(ctx);
+    CUDA_CHECK(cudaMalloc(&ctx->dev_workspace, bytes));
+    ctx->dev_workspace_bytes = bytes;
 }
 
-void cp_cuda_release(void) {
-    if (g_workspace) CUDA_CHECK(cudaFree(g_workspace));
-    g_workspace = NULL;
-    g_workspace_bytes = 0;
+void cp_cuda_ctx_free(CpCtx *ctx) {
+    if (ctx->dev_workspace) CUDA_CHECK(cudaFree(ctx->dev_workspace));
+    ctx->dev_workspace = NULL;
+    ctx->dev_workspace_bytes = 0;
 }
 
-void *cp_cuda_workspace(size_t bytes) {
-    CP_ASSERT(bytes <= g_workspace_bytes && "reserve it first: cp_cuda_workspace_reserve(cp_cuda_*_workspace_bytes(...))");
-    return g_workspace;
+void *cp_cuda_workspace(const CpCtx *ctx, size_t bytes) {
+    CP_ASSERT(bytes <= ctx->dev_workspace_bytes && "reserve it first: cp_cuda_workspace_reserve(ctx, cp_cuda_*_workspace_bytes(...))");
+    return ctx->dev_workspace;
 }
 
 /* Attention backward, all heads at once: g[N*NH*T, T], gh[N*NH*T, Hq], gw[N*NH*T, Wq]. */

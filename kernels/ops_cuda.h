@@ -1,6 +1,7 @@
 /* ops_cuda.h - the deterministic CUDA backend: the CpOps table with device
- * pointers (cp_ops_cuda()), its stream and scratch, and the device helpers
- * every kernels/<op>.cu shares (the chunk-plan reduction of core/reduce.h).
+ * pointers (cp_ops_cuda()), the device workspace of a ctx, and the device
+ * helpers every kernels/<op>.cu shares (the chunk-plan reduction of
+ * core/reduce.h).
  *
  * Contract (DESIGN.md rules 1-7, L3): every op gives the same bits as its CPU
  * twin in kernels/<op>_cpu.c, because
@@ -20,12 +21,13 @@
  * scalars are host values. Ops that return a value (losses, style) copy a
  * scalar back and synchronize the stream.
  *
- * Stream and scratch: the ops run on the backend's stream
- * (cp_cuda_set_stream; default: the legacy default stream). Ops that need
- * scratch (attention backward, the losses) take it from one device
- * workspace that the caller reserves up front, outside forward/backward
- * (cp_cuda_workspace_reserve): no cudaMalloc inside an op. (CpCtx has no
- * device fields yet; when it gets a stream/workspace, these two move there.)
+ * Stream and scratch travel in the ctx (core/ctx.h), no module globals: every
+ * op launches on ctx->stream (a cudaStream_t; NULL = the legacy default
+ * stream, which the caller owns and destroys). Ops that need scratch
+ * (attention backward, the readout db, style, the losses) take it from
+ * ctx->dev_workspace, which the caller reserves up front, outside
+ * forward/backward (cp_cuda_workspace_reserve): no cudaMalloc inside an op.
+ * cp_ctx_free() frees it (through cp_cuda_ctx_free, defined here).
  * Scratch per op (reserve the largest of a pass): attention_backward
  * cp_cuda_attention_workspace_bytes; conv_transpose_patch_backward with db
  * cp_cuda_readout_workspace_bytes; style_forward / style_backward
@@ -48,15 +50,12 @@ extern "C" {
 /* The CUDA op table (same signatures as cp_ops_cpu(), device pointers). */
 const CpOps *cp_ops_cuda(void);
 
-/* The stream every op launches on (a cudaStream_t, passed as void * so that C
- * callers need no CUDA headers). NULL = the default stream. */
-void cp_cuda_set_stream(void *stream);
-void *cp_cuda_get_stream(void);
-
-/* Grow the device workspace to at least `bytes` (cudaMalloc; call before a
- * pass, never inside one). Freed by cp_cuda_release(). */
-void cp_cuda_workspace_reserve(size_t bytes);
-void cp_cuda_release(void);
+/* Grow ctx->dev_workspace to at least `bytes` (cudaMalloc; call before a
+ * pass, never inside one; it never shrinks). */
+void cp_cuda_workspace_reserve(CpCtx *ctx, size_t bytes);
+/* Frees ctx->dev_workspace (cp_ctx_free calls it when this library is linked;
+ * its presence makes cp_backend_available(CP_BACKEND_CUDA) true). */
+void cp_cuda_ctx_free(CpCtx *ctx);
 /* Device scratch bytes an op needs (0 if none): reserve the max over a pass. */
 size_t cp_cuda_attention_workspace_bytes(int N, int Hq, int Wq, int NH);
 /* conv_transpose_patch_backward with db: OC*P*P floats. */
@@ -152,10 +151,10 @@ void sgd_step_cuda(float *param, float *buf, const float *grad, int64_t n, doubl
 #include "cuda_check.h"
 #include "reduce.h"
 
-/* The stream of the backend, as a cudaStream_t. */
-static inline cudaStream_t cp_stream(void) { return (cudaStream_t)cp_cuda_get_stream(); }
-/* The reserved device workspace; aborts if fewer than `bytes` are reserved. */
-void *cp_cuda_workspace(size_t bytes);
+/* The ctx's stream, as a cudaStream_t. */
+static inline cudaStream_t cp_stream(const CpCtx *ctx) { return (cudaStream_t)ctx->stream; }
+/* The ctx's device workspace; aborts if fewer than `bytes` are reserved. */
+void *cp_cuda_workspace(const CpCtx *ctx, size_t bytes);
 
 /* Threads per block of the chunk-plan reductions and of flat launches. */
 #define CP_PLAN_THREADS 128
@@ -243,12 +242,12 @@ static inline GView gv_map(int kind, int64_t p0, int64_t p1, int64_t p2, int64_t
     GView v = {kind, {p0, p1, p2, p3}};
     return v;
 }
-/* Runs the GEMM on the backend stream: each output one thread, its r-sum in
+/* Runs the GEMM on ctx->stream: each output one thread, its r-sum in
  * the order of the mode (sequential fmaf; ACCUM_CHUNKED: the chunk plan). */
-void cp_gemm_cuda(const GemmCuda *g);
+void cp_gemm_cuda(const GemmCuda *g, const CpCtx *ctx);
 /* out(j) += plan-sum over rows i < M of d[row(i) + col(j)], j < N: one block
  * per column j. */
-void cp_colsum_accum_cuda(float *out, const float *d, GView row, GView col, int64_t M, int64_t N);
+void cp_colsum_accum_cuda(float *out, const float *d, GView row, GView col, int64_t M, int64_t N, const CpCtx *ctx);
 #endif
 
 #endif

@@ -37,7 +37,7 @@ void adamw_step_cuda(float *param, float *m, float *v, const float *grad, int64_
                      double beta2, double eps, double weight_decay, int64_t step, const CpCtx *ctx) {
     if (n <= 0) return;
     AdamwCoef c = adamw_coef(lr, beta1, beta2, eps, weight_decay, step);
-    k_adamw<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(param, m, v, grad, n, c);
+    k_adamw<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(param, m, v, grad, n, c);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -46,6 +46,6 @@ void sgd_step_cuda(float *param, float *buf, const float *grad, int64_t n, doubl
                    double weight_decay, int64_t step, const CpCtx *ctx) {
     if (n <= 0) return;
     SgdCoef c = sgd_coef(lr, momentum, weight_decay);
-    k_sgd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(param, buf, grad, n, c, step == 1);
+    k_sgd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(param, buf, grad, n, c, step == 1);
     CUDA_CHECK_LAUNCH();
 }

@@ -27,7 +27,7 @@ void patch_embed_forward_cuda(float *out, const float *inp, const float *w, cons
     GemmCuda g = {N * tt, OC, kp, inp, gv_map(GV_PATCH_TOK, C, H, W, P), gv_map(GV_PATCH_K, H, W, P, 0),
                   w, gv_stride(1), gv_stride(kp), /* B(k,oc) = w[oc,k] */
                   out, gv_stride(OC), gv_stride(1), GM_STORE, b, 1};
-    cp_gemm_cuda(&g);
+    cp_gemm_cuda(&g, ctx);
 }
 
 /* dinp[N,C,H,W] +=, dw[OC,C,P,P] +=, db[OC] += (each may be NULL); dout[N,T,OC] */
@@ -37,14 +37,14 @@ void patch_embed_backward_cuda(float *dinp, float *dw, float *db, const float *d
     if (dinp) { /* PyTorch: conv2d's input gradient */
         GemmCuda g = {m, kp, OC, dout, gv_stride(OC), gv_stride(1), w, gv_stride(kp), gv_stride(1),
                       dinp, gv_map(GV_PATCH_TOK, C, H, W, P), gv_map(GV_PATCH_K, H, W, P, 0), GM_ACCUM, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
     if (dw) { /* PyTorch: conv2d's weight gradient, tokens by the chunk plan */
         GemmCuda g = {kp, OC, m, inp, gv_map(GV_PATCH_K, H, W, P, 0), gv_map(GV_PATCH_TOK, C, H, W, P),
                       dout, gv_stride(OC), gv_stride(1), dw, gv_stride(1), gv_stride(kp), GM_ACCUM_CHUNKED, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
-    if (db) cp_colsum_accum_cuda(db, dout, gv_stride(OC), gv_stride(1), m, OC); /* db += dout.sum((0, 1)) */
+    if (db) cp_colsum_accum_cuda(db, dout, gv_stride(OC), gv_stride(1), m, OC, ctx); /* db += dout.sum((0, 1)) */
 }
 
 // ---- readout: conv-transpose, kernel = stride = P ----
@@ -57,7 +57,7 @@ void conv_transpose_patch_forward_cuda(float *out, const float *inp, const float
                   w, gv_stride(qq), gv_stride(1), /* B(ci,q) = w[ci,q] */
                   out, gv_map(GV_READOUT_PIX, OC, H, W, P), gv_map(GV_READOUT_Q, H, W, P, 0), GM_STORE, b,
                   (int64_t)P * P};
-    cp_gemm_cuda(&g);
+    cp_gemm_cuda(&g, ctx);
 }
 
 // db[o] += sum over q in o's window, in order from 0, of S[q] (the chunk-plan
@@ -80,18 +80,18 @@ void conv_transpose_patch_backward_cuda(float *dinp, float *dw, float *db, const
     if (dinp) { /* PyTorch: conv_transpose2d's input gradient = conv2d(dout, w, stride=P) */
         GemmCuda g = {N * hw, C, qq, dout, pix_out, q_out, w, gv_stride(1), gv_stride(qq),
                       dinp, gv_map(GV_NCHW_PIX, C, hw, 0, 0), gv_stride(hw), GM_ACCUM, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
     if (dw) { /* PyTorch: conv_transpose2d's weight gradient, pixels by the chunk plan */
         GemmCuda g = {C, qq, N * hw, inp, gv_stride(hw), gv_map(GV_NCHW_PIX, C, hw, 0, 0), dout, pix_out, q_out,
                       dw, gv_stride(qq), gv_stride(1), GM_ACCUM_CHUNKED, NULL, 1};
-        cp_gemm_cuda(&g);
+        cp_gemm_cuda(&g, ctx);
     }
     if (db && OC > 0) { /* PyTorch: db += dout.sum((0, 2, 3)) */
-        float *S = (float *)cp_cuda_workspace(sizeof(float) * (size_t)qq);
-        CUDA_CHECK(cudaMemsetAsync(S, 0, sizeof(float) * (size_t)qq, cp_stream())); /* S = 0 + plan sum: exact */
-        cp_colsum_accum_cuda(S, dout, pix_out, q_out, N * hw, qq);
-        k_readout_db<<<(OC + 63) / 64, 64, 0, cp_stream()>>>(db, S, OC, (int64_t)P * P);
+        float *S = (float *)cp_cuda_workspace(ctx, sizeof(float) * (size_t)qq);
+        CUDA_CHECK(cudaMemsetAsync(S, 0, sizeof(float) * (size_t)qq, cp_stream(ctx))); /* S = 0 + plan sum: exact */
+        cp_colsum_accum_cuda(S, dout, pix_out, q_out, N * hw, qq, ctx);
+        k_readout_db<<<(OC + 63) / 64, 64, 0, cp_stream(ctx)>>>(db, S, OC, (int64_t)P * P);
         CUDA_CHECK_LAUNCH();
     }
 }

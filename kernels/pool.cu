@@ -98,7 +98,7 @@ void maxpool2x2_forward_cuda(float *out, uint8_t *arg, const float *inp, int N, 
     int Ho = H / 2, Wo = W / 2;
     int64_t n = (int64_t)N * C * Ho * Wo;
     if (n <= 0) return;
-    k_maxpool_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, arg, inp, H, W, Ho, Wo, n);
+    k_maxpool_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, arg, inp, H, W, Ho, Wo, n);
     CUDA_CHECK_LAUNCH();
 }
 void maxpool2x2_backward_cuda(float *dinp, const float *dout, const uint8_t *arg, int N, int C, int H, int W,
@@ -106,19 +106,19 @@ void maxpool2x2_backward_cuda(float *dinp, const float *dout, const uint8_t *arg
     int Ho = H / 2, Wo = W / 2;
     int64_t n = (int64_t)N * C * 4 * Ho * Wo; /* the dropped last row / column of odd H, W get nothing */
     if (!dinp || n <= 0) return;
-    k_maxpool_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, arg, H, W, Ho, Wo, n);
+    k_maxpool_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, arg, H, W, Ho, Wo, n);
     CUDA_CHECK_LAUNCH();
 }
 void upsample2x_forward_cuda(float *out, const float *inp, int N, int C, int H, int W, const CpCtx *ctx) {
     int64_t n = (int64_t)N * C * 4 * H * W;
     if (n <= 0) return;
-    k_upsample_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(out, inp, H, W, n);
+    k_upsample_fwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(out, inp, H, W, n);
     CUDA_CHECK_LAUNCH();
 }
 void upsample2x_backward_cuda(float *dinp, const float *dout, int N, int C, int H, int W, const CpCtx *ctx) {
     int64_t n = (int64_t)N * C * H * W;
     if (!dinp || n <= 0) return;
-    k_upsample_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, H, W, n);
+    k_upsample_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, H, W, n);
     CUDA_CHECK_LAUNCH();
 }
 /* Scratch: N + 1 ints (the zero-norm flags and their count) from the
@@ -128,25 +128,25 @@ int style_forward_cuda(float *out, float *pooled, float *norm, const float *inp,
     int64_t rows = (int64_t)N * C;
     if (rows <= 0) return 0;
     CP_ASSERT(rows <= 0x7fffffff);
-    int *dzero = (int *)cp_cuda_workspace(cp_cuda_style_workspace_bytes(N));
-    k_style_pool<<<(unsigned)rows, CP_PLAN_THREADS, 0, cp_stream()>>>(pooled, inp, HW);
+    int *dzero = (int *)cp_cuda_workspace(ctx, cp_cuda_style_workspace_bytes(N));
+    k_style_pool<<<(unsigned)rows, CP_PLAN_THREADS, 0, cp_stream(ctx)>>>(pooled, inp, HW);
     CUDA_CHECK_LAUNCH();
-    k_style_norm<<<(N + 63) / 64, 64, 0, cp_stream()>>>(out, norm, dzero, pooled, N, C);
+    k_style_norm<<<(N + 63) / 64, 64, 0, cp_stream(ctx)>>>(out, norm, dzero, pooled, N, C);
     CUDA_CHECK_LAUNCH();
-    k_style_count<<<1, 1, 0, cp_stream()>>>(dzero, N);
+    k_style_count<<<1, 1, 0, cp_stream(ctx)>>>(dzero, N);
     CUDA_CHECK_LAUNCH();
     int zero = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&zero, dzero + N, sizeof(int), cudaMemcpyDeviceToHost, cp_stream()));
-    CUDA_CHECK(cudaStreamSynchronize(cp_stream()));
+    CUDA_CHECK(cudaMemcpyAsync(&zero, dzero + N, sizeof(int), cudaMemcpyDeviceToHost, cp_stream(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(cp_stream(ctx)));
     return zero;
 }
 void style_backward_cuda(float *dinp, const float *dout, const float *out, const float *norm, int N, int C,
                          int64_t HW, const CpCtx *ctx) {
     int64_t n = (int64_t)N * C * HW;
     if (!dinp || n <= 0) return;
-    float *dot = (float *)cp_cuda_workspace(sizeof(float) * (size_t)N);
-    k_style_dot<<<(N + 63) / 64, 64, 0, cp_stream()>>>(dot, dout, out, N, C);
+    float *dot = (float *)cp_cuda_workspace(ctx, sizeof(float) * (size_t)N);
+    k_style_dot<<<(N + 63) / 64, 64, 0, cp_stream(ctx)>>>(dot, dout, out, N, C);
     CUDA_CHECK_LAUNCH();
-    k_style_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream()>>>(dinp, dout, out, norm, dot, C, HW, n);
+    k_style_bwd<<<cp_flat_blocks(n), CP_FLAT_THREADS, 0, cp_stream(ctx)>>>(dinp, dout, out, norm, dot, C, HW, n);
     CUDA_CHECK_LAUNCH();
 }

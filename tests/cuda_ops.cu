@@ -37,7 +37,7 @@ static void setup_once(const char *device) {
     printf("  device: %s\n", device);
     cp_ctx_init(&g_ctx, CP_BACKEND_CPU, 2, 42);
     cp_ctx_workspace(&g_ctx, attention_backward_workspace_bytes(5, 7, 16));
-    cp_cuda_workspace_reserve(64u << 20);
+    cp_cuda_workspace_reserve(&g_ctx, 64u << 20);
     CPU = cp_ops_cpu();
     GPU = cp_ops_cuda();
 }

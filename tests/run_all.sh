@@ -60,6 +60,10 @@ done
 for t in "$BUILD"/tests/cuda_*; do
     [[ -x $t ]] && run_c "$(basename "$t")" "$t"
 done
+# the CUDA kernels' logic (indexing, summation and combine order, barriers)
+# under a CPU emulation of the CUDA runtime, byte-compared with the CPU ops:
+# needs only g++, so it runs where no GPU and no nvcc are present
+run_c "cuda_emu" tests/cuda_emu.sh BUILD="$BUILD"
 
 echo "== pytest tests/py"
 out=$("$PYTHON" -m pytest -q -p no:cacheprovider tests/py 2>&1)

@@ -292,12 +292,34 @@ static float *G(const CPnet *net, const float *t) {
         if (net->act) call;                                                    \
     } while (0)
 
+/* Eval arenas reuse memory (a forward that no backward follows): block
+ * outputs (the skips), the style vectors, y and the unit outputs asked to
+ * persist are kept in the first region; everything inside a block (unit
+ * inputs after BN, conv outputs, sums, pooled/upsampled inputs) lives in a
+ * transient region after it that the next block overwrites. A training
+ * arena keeps every activation (backward reads them). Same ops on the same
+ * values: the output bytes do not depend on the layout. */
 typedef struct {
     CPnet *net;
     const CpCtx *ctx;
-    int64_t used;
+    int64_t used;           /* persistent region (everything, without reuse) */
+    int64_t used_t, max_t;  /* transient region: current block, the largest block */
+    int reuse, transient, out_persist;
     int N, train;
 } Fwd;
+
+/* take() from the region the forward is in. */
+static float *ftake(Fwd *f, int64_t n) {
+    if (!f->reuse || !f->transient) return take(f->net, n, &f->used);
+    int64_t at = f->used_t;
+    f->used_t += (n + 15) & ~(int64_t)15;
+    if (f->used_t > f->max_t) f->max_t = f->used_t;
+    if (!f->net->act) return (float *)(uintptr_t)(64 + 4 * ((int64_t)1 << 40) + 4 * at);
+    return f->net->act + f->net->plan_persist + at;
+}
+
+/* Start a block: its internals reuse the transient region. */
+static void block_begin(Fwd *f) { f->transient = 1, f->used_t = 0; }
 
 /* BN (+ReLU) + conv of one unit; style units first add the skip and the
  * style feature: bn_in = (x + skip) + full(style) broadcast over H, W. */
@@ -312,20 +334,20 @@ static void unit_forward(Fwd *f, CpUnit *u, const float *x, const float *skip, i
     if (u->style) {
         const float *cur = x;
         if (skip) {
-            u->xsum = take(net, n_in, &f->used);
+            u->xsum = ftake(f, n_in);
             RUN(ops->add_forward(u->xsum, x, skip, n_in, f->ctx));
             cur = u->xsum;
         }
-        u->feat = take(net, (int64_t)N * u->cout, &f->used);
+        u->feat = ftake(f, (int64_t)N * u->cout);
         RUN(ops->linear_forward(u->feat, net->style, P + u->full_w, P + u->full_b, N,
                                 net->cfg.nbase[net->cfg.nlev], u->cout, f->ctx));
-        u->bnin = take(net, n_in, &f->used);
+        u->bnin = ftake(f, n_in);
         RUN(ops->add_bias_hw_forward(u->bnin, cur, u->feat, N, u->cin, HW, f->ctx));
     }
     if (!net->act && n_in > net->scratch_floats) net->scratch_floats = n_in;
-    u->bn = take(net, n_in, &f->used);
-    u->mean = take(net, u->cin, &f->used);
-    u->rstd = take(net, u->cin, &f->used);
+    u->bn = ftake(f, n_in);
+    u->mean = ftake(f, u->cin);
+    u->rstd = ftake(f, u->cin);
     if (f->train) {
         RUN(ops->batchnorm_forward_train(u->bn, u->mean, u->rstd, net->stats + u->rm, net->stats + u->rv, u->bnin,
                                          P + u->bn_w, P + u->bn_b, N, u->cin, HW, CPNET_BN_EPS, CPNET_BN_MOMENTUM,
@@ -336,7 +358,10 @@ static void unit_forward(Fwd *f, CpUnit *u, const float *x, const float *skip, i
                                         net->stats + u->rv, N, u->cin, HW, CPNET_BN_EPS, f->ctx));
     }
     if (u->relu) RUN(ops->relu_forward(u->bn, u->bn, n_in, f->ctx)); /* in place, as nn.ReLU(inplace=True) */
-    u->out = take(net, (int64_t)N * u->cout * HW, &f->used);
+    int t = f->transient;
+    f->transient = t && !f->out_persist;
+    u->out = ftake(f, (int64_t)N * u->cout * HW);
+    f->transient = t;
     RUN(ops->conv2d_forward(u->out, u->bn, P + u->w, P + u->b, N, u->cin, H, W, u->cout, u->k, f->ctx));
 }
 
@@ -349,28 +374,31 @@ static void block_forward(Fwd *f, CpBlock *b, const float *in, const float *skip
     unit_forward(f, &b->proj, in, NULL, H, W);
     unit_forward(f, &b->conv[0], in, NULL, H, W);
     unit_forward(f, &b->conv[1], b->conv[0].out, skip, H, W);
-    b->x1 = take(net, n_out, &f->used);
+    b->x1 = ftake(f, n_out);
     RUN(net->ops->add_forward(b->x1, b->proj.out, b->conv[1].out, n_out, f->ctx));
     unit_forward(f, &b->conv[2], b->x1, NULL, H, W);
     unit_forward(f, &b->conv[3], b->conv[2].out, NULL, H, W);
-    b->out = take(net, n_out, &f->used);
+    f->transient = 0; /* the block's output persists (skip / next block's input) */
+    b->out = ftake(f, n_out);
+    f->transient = 1;
     RUN(net->ops->add_forward(b->out, b->x1, b->conv[3].out, n_out, f->ctx));
 }
 
 /* The whole forward; with net->act == NULL it only measures the arena. */
-static int forward_all(CPnet *net, const float *x, int N, int H, int W, int train, const CpCtx *ctx) {
+static int forward_all(CPnet *net, const float *x, int N, int H, int W, int train, int reuse, const CpCtx *ctx) {
     const CPnetConfig *c = &net->cfg;
-    Fwd f = {net, ctx, 0, N, train};
+    Fwd f = {.net = net, .ctx = ctx, .reuse = reuse && !train, .N = N, .train = train};
     int h = H, w = W, L = c->nlev;
     net->input = x;
     for (int n = 0; n < L; n++) { /* PyTorch: xd[n] = res_down_n(maxpool(xd[n-1])) */
         CpBlock *b = &net->down[n];
         const float *in = x;
+        block_begin(&f);
         if (n > 0) {
             const CpBlock *prev = &net->down[n - 1];
             int64_t np = (int64_t)N * prev->cout * (h / 2) * (w / 2);
-            b->pooled_in = take(net, np, &f.used);
-            b->arg = (uint8_t *)take(net, (np + 3) / 4, &f.used);
+            b->pooled_in = ftake(&f, np);
+            b->arg = (uint8_t *)ftake(&f, (np + 3) / 4);
             RUN(net->ops->maxpool2x2_forward(b->pooled_in, b->arg, prev->out, N, prev->cout, h, w, ctx));
             h /= 2, w /= 2;
             in = b->pooled_in;
@@ -379,9 +407,11 @@ static int forward_all(CPnet *net, const float *x, int N, int H, int W, int trai
     }
     const CpBlock *deep = &net->down[L - 1];
     int S = c->nbase[L];
-    net->style_pooled = take(net, (int64_t)N * S, &f.used);
-    net->style_norm = take(net, N, &f.used);
-    net->style = take(net, (int64_t)N * S, &f.used);
+    f.transient = 0;
+    net->style_pooled = ftake(&f, (int64_t)N * S);
+    net->style_norm = ftake(&f, N);
+    net->style = ftake(&f, (int64_t)N * S);
+    block_begin(&f);
     int zero = 0;
     RUN(zero = net->ops->style_forward(net->style, net->style_pooled, net->style_norm, deep->out, N, S,
                                        (int64_t)h * w, ctx));
@@ -389,15 +419,20 @@ static int forward_all(CPnet *net, const float *x, int N, int H, int W, int trai
     for (int m = L - 2; m >= 0; m--) {
         CpBlock *b = &net->up[m];
         const CpBlock *prev = &net->up[m + 1];
-        b->up = take(net, (int64_t)N * prev->cout * (2 * h) * (2 * w), &f.used);
+        block_begin(&f);
+        b->up = ftake(&f, (int64_t)N * prev->cout * (2 * h) * (2 * w));
         RUN(net->ops->upsample2x_forward(b->up, prev->out, N, prev->cout, h, w, ctx));
         h *= 2, w *= 2;
         block_forward(&f, b, b->up, net->down[m].out, h, w);
     }
+    block_begin(&f);
+    f.out_persist = 1; /* y */
     unit_forward(&f, &net->output, net->up[0].out, NULL, h, w);
+    f.out_persist = 0;
     net->y = net->output.out;
-    net->scratch = take(net, net->scratch_floats, &f.used);
-    if (!net->act) net->act_floats = f.used;
+    f.transient = 0;
+    net->scratch = f.reuse ? NULL : ftake(&f, net->scratch_floats); /* backward only */
+    if (!net->act) net->plan_persist = f.used, net->act_floats = f.used + f.max_t;
     return zero;
 }
 
@@ -413,7 +448,7 @@ int cpnet_plan(CPnet *net, int N, int H, int W, int training, CpErr *e) {
     cp_free(net->dact);
     net->act = net->dact = NULL;
     net->scratch_floats = 0; /* the measuring pass finds the largest BN input (ReLU gradient scratch) */
-    forward_all(net, NULL, N, H, W, training, NULL); /* measure */
+    forward_all(net, NULL, N, H, W, training, !training, NULL); /* measure */
     net->act = cp_malloc(sizeof(float) * (size_t)net->act_floats);
     if (training) net->dact = cp_malloc(sizeof(float) * (size_t)net->act_floats);
     net->plan_n = net->plan_cap = N, net->plan_h = H, net->plan_w = W, net->plan_train = training;
@@ -431,7 +466,7 @@ void cpnet_memory_report(const CPnet *net, FILE *f) {
 
 float *cpnet_forward(CPnet *net, const float *x, int training, const CpCtx *ctx, CpErr *e) {
     CP_ASSERT(net->act && (!training || net->dact));
-    int zero = forward_all(net, x, net->plan_n, net->plan_h, net->plan_w, training, ctx);
+    int zero = forward_all(net, x, net->plan_n, net->plan_h, net->plan_w, training, !net->plan_train, ctx);
     if (zero) {
         cp_fail(e, "cpnet: %d sample(s) have an all-zero deepest feature map: the style vector is 0/0 (NaN), "
                    "as in Cellpose", zero);

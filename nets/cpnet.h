@@ -11,7 +11,9 @@
  *   params   trainable floats, state_dict order      (grads: same layout)
  *   stats    BN running_mean / running_var floats
  *   nbt      BN num_batches_tracked (int64)
- *   act      activations of one forward pass (planned by a measuring pass)
+ *   act      activations of one forward pass (planned by a measuring pass;
+ *            an eval-only plan keeps block outputs, style and y, and reuses
+ *            one block-sized region for everything inside a block)
  *   dact     their gradients, same offsets as act (training only)
  * Nothing is allocated inside forward or backward. */
 #ifndef CP_CPNET_H
@@ -95,6 +97,7 @@ typedef struct {
     int64_t act_floats, scratch_floats;
     int plan_n, plan_h, plan_w, plan_train;
     int plan_cap; /* batch the arena was sized for (>= plan_n) */
+    int64_t plan_persist; /* eval arenas: floats kept across blocks; the rest is reused per block */
     const float *input;
     float *y; /* output [N, nout, H, W] */
 } CPnet;

@@ -1,6 +1,8 @@
 /* cmd_infer.c - `infer MODEL IMAGE [IMAGE ...]` or `infer MODEL --dir DIR`:
- * Cellpose v3 inference with a CPnet model on the CPU (infer/pipeline.h has
- * the steps, defaults and the determinism argument). Per image it writes
+ * Cellpose v3 inference with a CPnet model, or v4 inference with a
+ * Cellpose-SAM ViT model (told apart by the file's tensors), on the CPU
+ * (infer/pipeline.h has the steps, defaults, the v4 differences and the
+ * determinism argument). --dump-features shows CPnet layers only. Per image it writes
  * NAME_cp_masks.tif (+ --save-flows NAME_flows.tif, --save-outlines
  * NAME_outlines.png, --dump-features NAME_features_LAYER.png) into --out
  * (default: the image's folder) and prints one JSON line (masks, mask
@@ -35,7 +37,7 @@ static CliOpt opts[] = {
     {"niter", "N", "Euler integration steps (default: 200, scaled with --diameter)", NULL},
     {"min-size", "N", "drop masks smaller than N pixels (15; -1 keeps all)", NULL},
     {"max-size-fraction", "F", "drop masks larger than F of the image (0.4)", NULL},
-    {"bsize", "N", "tile side in pixels, a multiple of 16 (224)", NULL},
+    {"bsize", "N", "tile side in pixels, a multiple of 16 (CPnet 224; a ViT takes only its img_size)", NULL},
     {"tile-overlap", "F", "tile overlap fraction (0.1)", NULL},
     {"augment", NULL, "Cellpose's test-time augmentation: flipped, half-overlapping tiles", NULL},
     {"batch-size", "N", "tiles per forward pass (8; results do not depend on it)", NULL},
@@ -128,7 +130,7 @@ static int gt_scores(json_t **out, const char *gt, const uint32_t *masks, int64_
     return rc;
 }
 
-static int infer_one(CPnet *net, const char *path, const InferArgs *a, const CpCtx *ctx, json_t **line, CpErr *e) {
+static int infer_one(Net *net, const char *path, const InferArgs *a, const CpCtx *ctx, json_t **line, CpErr *e) {
     double t0 = cp_time_sec();
     Image img = {0};
     InferResult r = {0};
@@ -149,7 +151,7 @@ static int infer_one(CPnet *net, const char *path, const InferArgs *a, const CpC
     double t_read = cp_time_sec() - t0;
     if (rc == CP_OK) rc = infer_image(&r, net, &img, path, &a->p, ctx, e);
     if (rc == CP_OK && a->gt) rc = gt_scores(&apj, a->gt, r.masks, r.H, r.W, ctx, e);
-    if (rc == CP_OK && a->features) rc = feat_dump_png(dpath, net, &img, path, &a->p, a->features, ctx, e);
+    if (rc == CP_OK && a->features) rc = feat_dump_png(dpath, &net->cp, &img, path, &a->p, a->features, ctx, e);
     if (rc != CP_OK) goto done;
     double tw = cp_time_sec();
     rc = image_write_labels_tiff(mpath, r.masks, r.H, r.W, e);
@@ -188,7 +190,7 @@ int main(int argc, char **argv) {
     const char *pos[4096];
     int npos = 0;
     int rc = cli_main_head("infer", "infer MODEL IMAGE [IMAGE ...] [options] | infer MODEL --dir DIR [options]",
-                           "Segment images with a trained CPnet model (model.bin); writes NAME_cp_masks.tif and "
+                           "Segment images with a trained CPnet or ViT model (model.bin); writes NAME_cp_masks.tif and "
                            "prints one JSON line per image (mask count, mask SHA-256, seconds per stage).",
                            opts, NOPTS, argc, argv, pos, &npos, 4096, 1);
     if (rc >= 0) return rc;
@@ -221,11 +223,18 @@ int main(int argc, char **argv) {
     }
     CpCtx ctx;
     cp_ctx_init(&ctx, CP_BACKEND_CPU, (int)threads, 0);
-    CPnet net = {0};
-    if (infer_load_model(&net, pos[0], &e) != CP_OK) {
+    Net net = {0};
+    if (infer_load_model(&net, pos[0], &ctx, &e) != CP_OK) {
         fprintf(stderr, "infer: %s\n", e.msg);
         cp_ctx_free(&ctx);
         return 1;
+    }
+    if (a.features && net.type != NET_CPNET) {
+        fprintf(stderr, "infer: %s: --dump-features shows CPnet layers; this model is a %s\n", pos[0],
+                net_type_name(&net));
+        net_free(&net);
+        cp_ctx_free(&ctx);
+        return 2;
     }
     /* the image list */
     char **names = NULL;
@@ -233,7 +242,7 @@ int main(int argc, char **argv) {
     if (dir) {
         if (dataset_list_images(dir, "_masks", &names, &n, &e) != CP_OK) {
             fprintf(stderr, "infer: %s\n", e.msg);
-            cpnet_free(&net);
+            net_free(&net);
             cp_ctx_free(&ctx);
             return 1;
         }
@@ -276,7 +285,7 @@ int main(int argc, char **argv) {
     if (nfail && n > 1) fprintf(stderr, "infer: %d of %d images failed\n", nfail, n);
     json_decref(lines);
     if (names) dataset_free_names(names, n);
-    cpnet_free(&net);
+    net_free(&net);
     cp_ctx_free(&ctx);
     return nfail ? 1 : 0;
 }

@@ -1,6 +1,8 @@
-/* pipeline.c - one image through Cellpose v3 inference; see pipeline.h. */
+/* pipeline.c - one image through Cellpose v3 (CPnet) or v4 (ViT) inference;
+ * see pipeline.h. */
 #include "pipeline.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "cleanup.h"
@@ -11,34 +13,47 @@
 
 InferParams infer_params_default(void) {
     return (InferParams){.cellprob_thr = 0.0, .flow_thr = 0.4, .max_frac = 0.4, .overlap = 0.1, .niter = 0,
-                         .min_size = 15, .batch = 8, .bsize = 224, .augment = 0, .channels = {0, 0}};
+                         .min_size = 15, .batch = 8, .bsize = 0, .augment = 0, .channels = {0, 0}};
 }
 
-int infer_load_model(CPnet *net, const char *path, CpErr *e) {
-    StFile f;
-    CPnetConfig c;
-    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
-    int rc = cpnet_config_from_file(&c, &f, e);
-    if (rc == CP_OK && c.nout != 3) rc = cp_fail(e, "%s: %d outputs; infer needs Cellpose's 3 (dY, dX, cellprob)", path, c.nout);
-    if (rc == CP_OK) rc = cpnet_create(net, &c, cp_ops_cpu(), e);
-    if (rc == CP_OK) rc = cpnet_load_from(net, &f, NULL, e);
-    st_free(&f);
-    return rc;
+#define INFER_BSIZE_V3 224 /* Cellpose v3's bsize (the ViT's is its img_size) */
+
+int infer_load_model(Net *net, const char *path, CpCtx *ctx, CpErr *e) {
+    if (net_open(net, path, cp_ops_cpu(), e) != CP_OK) return CP_EFAIL;
+    int rc = CP_OK;
+    if (net->nout != 3) rc = cp_fail(e, "%s: %d outputs; infer needs Cellpose's 3 (dY, dX, cellprob)", path, net->nout);
+    else if (net->in_chans < 2)
+        rc = cp_fail(e, "%s: the net takes %d input channel(s); infer feeds Cellpose's 2 (zero-padded beyond)", path,
+                     net->in_chans);
+    if (rc != CP_OK) {
+        net_free(net);
+        return rc;
+    }
+    cp_ctx_workspace(ctx, net_workspace_bytes(net));
+    return CP_OK;
 }
 
 typedef struct {
-    CPnet *net;
+    Net *net;
     const CpCtx *ctx;
+    float *xc; /* [batch, in_chans, by, bx] when in_chans > 2: the 2 channels, then zeros */
 } Fwd;
 
-/* tiles_run's network callback: CPnet eval forward on n tiles. The arena is
- * planned once for the full batch; a shorter last batch runs inside it. */
+/* tiles_run's network callback: eval forward on n tiles x [n, 2, by, bx].
+ * The CPnet arena is planned once for the full batch (a shorter last batch
+ * runs inside it); a net with in_chans > 2 gets the tiles zero-padded. */
 static int forward_tiles(void *p, float *y, const float *x, int n, int by, int bx, CpErr *e) {
     Fwd *f = p;
-    if (cpnet_plan(f->net, n, by, bx, 0, e) != CP_OK) return CP_EFAIL;
-    const float *out = cpnet_forward(f->net, x, 0, f->ctx, e);
+    int64_t plane = (int64_t)by * bx, cin = f->net->in_chans;
+    if (net_plan(f->net, n, by, bx, 0, e) != CP_OK) return CP_EFAIL;
+    if (cin > 2) { /* channels 2 .. cin-1 of xc are zero from allocation */
+        for (int k = 0; k < n; k++)
+            memcpy(f->xc + k * cin * plane, x + k * 2 * plane, sizeof(float) * (size_t)(2 * plane));
+        x = f->xc;
+    }
+    const float *out = net_forward(f->net, x, 0, f->ctx, e);
     if (!out) return CP_EFAIL;
-    memcpy(y, out, sizeof(float) * (size_t)n * (size_t)f->net->cfg.nout * (size_t)by * (size_t)bx);
+    memcpy(y, out, sizeof(float) * (size_t)n * (size_t)f->net->nout * (size_t)plane);
     return CP_OK;
 }
 
@@ -53,8 +68,15 @@ void infer_input_free(InferInput *in) {
     memset(in, 0, sizeof *in);
 }
 
-int infer_prepare(InferInput *in, const CPnet *net, const Image *img, const char *name, const InferParams *p,
-                  const CpCtx *ctx, CpErr *e) {
+/* What infer_prepare needs of a net: v4 (ViT) rescale rules or v3's. */
+typedef struct {
+    int v4;
+    float diam_mean;                 /* the config's (CPnet: cfg.diam_mean) */
+    float file_mean, diam_labels;    /* the frozen tensors of the model file */
+} PrepNet;
+
+static int prepare(InferInput *in, const PrepNet *net, const Image *img, const char *name, const InferParams *p,
+                   const CpCtx *ctx, CpErr *e) {
     memset(in, 0, sizeof *in);
     int64_t H = img->h, W = img->w;
     in->H = in->Hs = H, in->W = in->Ws = W;
@@ -69,11 +91,16 @@ int infer_prepare(InferInput *in, const CPnet *net, const Image *img, const char
      * same precision. */
     double rsz = 1.0;
     in->niter_default = 200;
-    if (p->diameter > 0) {
-        rsz = net->cfg.diam_mean / p->diameter;
-        in->niter_default = dyn_niter_default(p->diameter, net->cfg.diam_mean, 1);
-    } else if (net->frozen[1] > 0) {
-        float q = net->frozen[0] / net->frozen[1];
+    if (net->v4) { /* v4: image_scaling = 30 / diameter, niter = int(200 / image_scaling); none without a diameter */
+        if (p->diameter > 0) {
+            rsz = (double)net->diam_mean / p->diameter;
+            in->niter_default = (uint32_t)(200.0 / rsz);
+        }
+    } else if (p->diameter > 0) {
+        rsz = net->diam_mean / p->diameter;
+        in->niter_default = dyn_niter_default(p->diameter, net->diam_mean, 1);
+    } else if (net->diam_labels > 0) {
+        float q = net->file_mean / net->diam_labels;
         rsz = q;
         in->niter_default = (uint32_t)((1.0f / q) * 200.0f);
     }
@@ -93,25 +120,44 @@ int infer_prepare(InferInput *in, const CPnet *net, const Image *img, const char
     return rc;
 }
 
-int infer_image(InferResult *r, CPnet *net, const Image *img, const char *name, const InferParams *p,
+int infer_prepare(InferInput *in, const CPnet *net, const Image *img, const char *name, const InferParams *p,
+                  const CpCtx *ctx, CpErr *e) {
+    PrepNet pn = {0, net->cfg.diam_mean, net->frozen[0], net->frozen[1]};
+    return prepare(in, &pn, img, name, p, ctx, e);
+}
+
+int infer_prepare_net(InferInput *in, const Net *net, const Image *img, const char *name, const InferParams *p,
+                      const CpCtx *ctx, CpErr *e) {
+    PrepNet pn = {net->type == NET_VIT, net->diam_mean, net->type == NET_VIT ? net->diam_mean : net->cp.frozen[0],
+                  net_diam_labels(net)};
+    return prepare(in, &pn, img, name, p, ctx, e);
+}
+
+int infer_image(InferResult *r, Net *net, const Image *img, const char *name, const InferParams *p,
                 const CpCtx *ctx, CpErr *e) {
     memset(r, 0, sizeof *r);
-    if (p->bsize < 16 || p->bsize % 16)
-        return cp_fail(e, "%s: tile size %d; need a positive multiple of 16", name, p->bsize);
+    int bsize = p->bsize ? p->bsize : net->tile ? net->tile : INFER_BSIZE_V3;
+    if (bsize < 16 || bsize % 16) return cp_fail(e, "%s: tile size %d; need a positive multiple of 16", name, bsize);
+    if (net->tile && bsize != net->tile)
+        return cp_fail(e, "%s: tile size %d; this ViT takes exactly %d x %d tiles (leave --bsize out)", name, bsize,
+                       net->tile, net->tile);
     if (p->batch < 1) return cp_fail(e, "%s: batch size %d; need >= 1", name, p->batch);
     double t0 = cp_time_sec(), t1;
     InferInput in;
     float *ys = NULL;
-    int rc = infer_prepare(&in, net, img, name, p, ctx, e);
+    int rc = infer_prepare_net(&in, net, img, name, p, ctx, e);
     if (rc != CP_OK) return rc;
     int64_t H = in.H, W = in.W, Hs = in.Hs, Ws = in.Ws;
     r->H = H, r->W = W, r->rescale = in.rescale;
     t1 = cp_time_sec();
     r->seconds[INF_T_NORMALIZE] = t1 - t0, t0 = t1;
     ys = cp_malloc(sizeof(float) * (size_t)(3 * Hs * Ws));
-    Fwd fwd = {net, ctx};
-    TileRunOpts to = {p->bsize, p->overlap, p->batch, NULL, p->augment};
+    Fwd fwd = {net, ctx, NULL};
+    TileRunOpts to = {bsize, p->overlap, p->batch, NULL, p->augment, net->type == NET_VIT};
+    if (net->in_chans > 2) /* [batch, in_chans, bsize, bsize], channels >= 2 stay 0 */
+        fwd.xc = cp_calloc((size_t)p->batch * (size_t)net->in_chans * (size_t)bsize * (size_t)bsize, sizeof(float));
     rc = tiles_run(ys, in.xs, 2, Hs, Ws, 3, &to, forward_tiles, &fwd, ctx, e);
+    cp_free(fwd.xc);
     if (rc != CP_OK) goto done;
     if (Hs != H || Ws != W) { /* back to the image's size */
         r->flows = cp_malloc(sizeof(float) * (size_t)(3 * H * W));

@@ -87,6 +87,41 @@ int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int
     return CP_OK;
 }
 
+/* v4's get_pad_yx(min_size = (b, b)) and tile axis for one axis of length L
+ * < b (L >= b keeps v3's plan): pads, padded size, tile count, starts. */
+static void v4_axis(int64_t L, int b, double ov, int augment, int64_t *p1, int64_t *p2, int64_t *Lp, int *n,
+                    int64_t **start) {
+    int64_t lpad = b - L - TILES_DIV > 0 ? b - L - TILES_DIV : 0;
+    *p1 = TILES_DIV / 2 + lpad / 2, *p2 = TILES_DIV / 2 + lpad - lpad / 2;
+    *Lp = L + *p1 + *p2; /* max(L + 16, b) >= b: tiles are always b */
+    if (augment) {        /* n = max(2, ceil(2 Lp / b)) */
+        int64_t q = (2 * *Lp + b - 1) / b;
+        *n = (int)(q < 2 ? 2 : q);
+    } else { /* n = 1 if Lp <= b else ceil((1 + 2 ov) Lp / b), in double as numpy */
+        *n = *Lp <= b ? 1 : (int)ceil((1.0 + 2.0 * ov) * (double)*Lp / (double)b);
+    }
+    cp_free(*start);
+    *start = (int64_t *)cp_malloc(sizeof(int64_t) * (size_t)*n);
+    for (int k = 0; k < *n; k++) (*start)[k] = tiles_linspace_int(*Lp - b, *n, k);
+}
+
+int tiles_plan_v4(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int augment, CpErr *e) {
+    if (tiles_plan(t, H, W, bsize, overlap, augment, e) != CP_OK) return CP_EFAIL;
+    double ov = overlap < 0.05 ? 0.05 : overlap > 0.5 ? 0.5 : overlap; /* make_tiles' clip */
+    if (H < bsize) v4_axis(H, bsize, ov, augment, &t->pad_y1, &t->pad_y2, &t->Hp, &t->ny, &t->ystart);
+    if (W < bsize) v4_axis(W, bsize, ov, augment, &t->pad_x1, &t->pad_x2, &t->Wp, &t->nx, &t->xstart);
+    if (t->by != bsize || t->bx != bsize) { /* the taper of bsize x bsize tiles */
+        int B = bsize > TILES_TAPER_MIN ? bsize : TILES_TAPER_MIN;
+        t->by = t->bx = bsize;
+        cp_free(t->my), cp_free(t->mx);
+        t->my = (double *)cp_malloc(sizeof(double) * (size_t)bsize);
+        t->mx = (double *)cp_malloc(sizeof(double) * (size_t)bsize);
+        tiles_taper_1d(t->my, bsize, B, TILES_TAPER_SIG);
+        tiles_taper_1d(t->mx, bsize, B, TILES_TAPER_SIG);
+    }
+    return CP_OK;
+}
+
 void tiles_plan_free(TilePlan *t) {
     cp_free(t->ystart);
     cp_free(t->xstart);
@@ -176,13 +211,13 @@ int tiles_run(float *out, const float *img, int C, int64_t H, int64_t W, int nou
     if (C < 1 || nout < 1) return cp_fail(e, "tiles: %d input and %d output channels; need >= 1", C, nout);
     if (opts->batch < 1) return cp_fail(e, "tiles: batch size %d; need >= 1", opts->batch);
     TilePlan t;
-    if (tiles_plan(&t, H, W, opts->bsize, opts->overlap, opts->augment, e) != CP_OK) return CP_EFAIL;
+    int rc = (opts->v4 ? tiles_plan_v4 : tiles_plan)(&t, H, W, opts->bsize, opts->overlap, opts->augment, e);
+    if (rc != CP_OK) return CP_EFAIL;
     int nt = tiles_count(&t), nb = opts->batch < nt ? opts->batch : nt;
     int64_t tin = (int64_t)C * t.by * t.bx, tout = (int64_t)nout * t.by * t.bx;
     float *ytiles = (float *)cp_malloc(sizeof(float) * (size_t)(nt * tout)); /* [NT, nout, by, bx] */
     float *xb = (float *)cp_malloc(sizeof(float) * (size_t)(nb * tin));     /* [nb, C, by, bx] */
     float *yb = (float *)cp_malloc(sizeof(float) * (size_t)(nb * tout));    /* [nb, nout, by, bx] */
-    int rc = CP_OK;
     for (int k0 = 0; k0 < nt && rc == CP_OK; k0 += nb) {
         int n = nt - k0 < nb ? nt - k0 : nb;
         for (int b = 0; b < n; b++) {

@@ -47,8 +47,14 @@
  * (channel 0) negated for a row flip and dX (channel 1) for a column flip.
  * The taper and blend are the same (B = max(224, bsize)).
  *
+ * v4 mode (Cellpose v4's run_net, for the ViT, whose tiles are always
+ * bsize x bsize): an axis shorter than bsize is padded as get_pad_yx(min_size
+ * = (bsize, bsize)) pads it - lpad = max(0, bsize - L - 16), before 8 +
+ * lpad/2, after 8 + lpad - lpad/2, so Lp = max(L + 16, bsize) - then tiled
+ * as above with tile side bsize; longer axes keep the v3 plan.
+ *
  * Not here: the v3 style vector (sum of tile styles; it does not affect
- * masks), the v4 min_size padding. */
+ * masks). */
 #ifndef CP_TILES_H
 #define CP_TILES_H
 
@@ -96,6 +102,8 @@ CP_HD static inline int64_t tiles_linspace_int(int64_t stop, int n, int k) {
  * augment is set). Fails on H, W < 1, bsize < 1 or a non-finite overlap.
  * Free with tiles_plan_free. */
 int tiles_plan(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int augment, CpErr *e);
+/* The same with Cellpose v4's padding of short axes and bsize tiles (above). */
+int tiles_plan_v4(TilePlan *t, int64_t H, int64_t W, int bsize, double overlap, int augment, CpErr *e);
 /* Augment mode flips of tile t: rows when its column index i is odd,
  * columns when its row index j is odd (0 and 0 without augment). */
 static inline void tiles_flips(const TilePlan *t, int tile_index, int *flip_rows, int *flip_cols) {
@@ -144,6 +152,7 @@ typedef struct {
     const int *order;   /* NULL, or a permutation of [0, NT) giving the order in which
                            tiles are sent to the network (tests); never changes a bit */
     int augment;        /* Cellpose's augment: flipped tiles, half overlap */
+    int v4;             /* Cellpose v4's plan (tiles_plan_v4): the ViT */
 } TileRunOpts;
 
 /* Cellpose's run_net (no resize) for one image: pad, tile, run

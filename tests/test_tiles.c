@@ -141,7 +141,7 @@ TEST(test_blend_vs_cellpose) {
         check_close(tc, nm, avg, ravg, 3 * np, TOL_BLEND, TOL_BLEND);
         float *out = alloc_f32(3 * H * W);
         poison(out, 3 * H * W);
-        TileRunOpts o = {224, 0.1, 8, NULL, 0};
+        TileRunOpts o = {224, 0.1, 8, NULL, 0, 0};
         CHECKF(tiles_run(out, in, 2, H, W, 3, &o, fake_forward, NULL, &ctx, &e) == CP_OK, "%s", e.msg);
         check_written(tc, "run", out, 3 * H * W);
         snprintf(nm, sizeof nm, "run_net %lldx%lld", (long long)H, (long long)W);
@@ -181,7 +181,7 @@ static void check_invariance(TestCase *tc, const char *what, const float *img, i
     char nm[128];
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         CpCtx ctx = ctx_with(runs[k].threads);
-        TileRunOpts o = {bsize, 0.1, runs[k].batch, runs[k].reverse ? rev : NULL, augment};
+        TileRunOpts o = {bsize, 0.1, runs[k].batch, runs[k].reverse ? rev : NULL, augment, 0};
         float *dst = k == 0 ? base : other;
         poison(dst, n);
         CHECKF(tiles_run(dst, img, C, H, W, 3, &o, fwd, fctx, &ctx, &e) == CP_OK, "%s", e.msg);

@@ -3,19 +3,33 @@
 
 #include <string.h>
 
-int ckpt_save(const char *path, const CPnet *net, const TrainState *st, const char *const *meta, int n_meta,
-              CpErr *e) {
-    int n = net->ntensors;
-    StWriteTensor *w = cp_calloc((size_t)n + 4, sizeof(StWriteTensor));
-    cpnet_write_list(net, w);
+/* The net's tensors w[0 .. n) followed by the optimizer state. */
+static int write_ckpt(const char *path, StWriteTensor *w, int n, int64_t nparams, const TrainState *st,
+                      const char *const *meta, int n_meta, CpErr *e) {
     StWriteTensor extra[4] = {
-        {"optimizer.m", ST_F32, 1, {net->nparams}, st->m},
-        {"optimizer.v", ST_F32, 1, {net->nparams}, st->v},
+        {"optimizer.m", ST_F32, 1, {nparams}, st->m},
+        {"optimizer.v", ST_F32, 1, {nparams}, st->v},
         {"optimizer.step", ST_I64, 0, {0}, &st->step},
         {"optimizer.epoch", ST_I64, 0, {0}, &st->epoch},
     };
     memcpy(w + n, extra, sizeof extra);
-    int rc = st_write(path, w, n + 4, meta, n_meta, e);
+    return st_write(path, w, n + 4, meta, n_meta, e);
+}
+
+int ckpt_save_net(const char *path, const Net *net, const TrainState *st, const char *const *meta, int n_meta,
+                  CpErr *e) {
+    StWriteTensor *w = cp_calloc((size_t)net->ntensors + 4, sizeof(StWriteTensor));
+    int n = net_write_list(net, w);
+    int rc = write_ckpt(path, w, n, net->nparams, st, meta, n_meta, e);
+    cp_free(w);
+    return rc;
+}
+
+int ckpt_save(const char *path, const CPnet *net, const TrainState *st, const char *const *meta, int n_meta,
+              CpErr *e) {
+    StWriteTensor *w = cp_calloc((size_t)net->ntensors + 4, sizeof(StWriteTensor));
+    int n = cpnet_write_list(net, w);
+    int rc = write_ckpt(path, w, n, net->nparams, st, meta, n_meta, e);
     cp_free(w);
     return rc;
 }
@@ -26,16 +40,35 @@ static int load_vec(const StFile *f, const char *name, StDtype dt, void *dst, in
     return st_copy(f, t, dt, dst, n, e);
 }
 
+/* The optimizer state of an open checkpoint whose net tensors are loaded. */
+static int load_state(const StFile *f, int64_t nparams, TrainState *st, CpErr *e) {
+    int rc = load_vec(f, "optimizer.m", ST_F32, st->m, nparams, e);
+    if (rc == CP_OK) rc = load_vec(f, "optimizer.v", ST_F32, st->v, nparams, e);
+    if (rc == CP_OK) rc = load_vec(f, "optimizer.step", ST_I64, &st->step, 1, e);
+    if (rc == CP_OK) rc = load_vec(f, "optimizer.epoch", ST_I64, &st->epoch, 1, e);
+    if (rc == CP_OK && (st->step < 0 || st->epoch < 0))
+        rc = cp_fail(e, "%s: negative optimizer step or epoch; corrupt checkpoint?", f->path);
+    return rc;
+}
+
+int ckpt_load_net(const char *path, Net *net, TrainState *st, CpErr *e) {
+    StFile f;
+    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
+    int rc = CP_OK;
+    if ((st_find(&f, "W2") != NULL) != (net->type == NET_VIT))
+        rc = cp_fail(e, "%s: holds a %s, the config is a %s", path, net->type == NET_VIT ? "cpnet" : "vit",
+                     net_type_name(net));
+    if (rc == CP_OK) rc = net_load_from(net, &f, "optimizer.", e);
+    if (rc == CP_OK) rc = load_state(&f, net->nparams, st, e);
+    st_free(&f);
+    return rc;
+}
+
 int ckpt_load(const char *path, CPnet *net, TrainState *st, CpErr *e) {
     StFile f;
     if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
     int rc = cpnet_load_from(net, &f, "optimizer.", e);
-    if (rc == CP_OK) rc = load_vec(&f, "optimizer.m", ST_F32, st->m, net->nparams, e);
-    if (rc == CP_OK) rc = load_vec(&f, "optimizer.v", ST_F32, st->v, net->nparams, e);
-    if (rc == CP_OK) rc = load_vec(&f, "optimizer.step", ST_I64, &st->step, 1, e);
-    if (rc == CP_OK) rc = load_vec(&f, "optimizer.epoch", ST_I64, &st->epoch, 1, e);
-    if (rc == CP_OK && (st->step < 0 || st->epoch < 0))
-        rc = cp_fail(e, "%s: negative optimizer step or epoch; corrupt checkpoint?", path);
+    if (rc == CP_OK) rc = load_state(&f, net->nparams, st, e);
     st_free(&f);
     return rc;
 }

@@ -9,11 +9,14 @@
  *   optimizer.epoch            I64 []         epochs completed
  * Written atomically (temp file, fsync, rename): a run killed mid-write
  * leaves the previous checkpoint intact. Randomness needs no state: Philox
- * counters are (epoch, image, ...), so the step alone resumes the stream. */
+ * counters are (epoch, image, ...) and the ViT's layer drop is keyed by the
+ * optimizer step, so the step alone resumes every stream. The same layout
+ * serves the CPnet and the ViT (nets/net.h); the net's tensors tell which. */
 #ifndef CP_CHECKPOINT_H
 #define CP_CHECKPOINT_H
 
 #include "cpnet.h"
+#include "net.h"
 
 typedef struct {
     float *m, *v;  /* [nparams] each */
@@ -21,9 +24,15 @@ typedef struct {
     int64_t epoch; /* epochs completed */
 } TrainState;
 
+/* Any net (train uses these). */
+int ckpt_save_net(const char *path, const Net *net, const TrainState *st, const char *const *meta, int n_meta,
+                  CpErr *e);
+/* Loads into an already created net of the same config and allocated st->m / st->v. */
+int ckpt_load_net(const char *path, Net *net, TrainState *st, CpErr *e);
+
+/* The same for a bare CPnet. */
 int ckpt_save(const char *path, const CPnet *net, const TrainState *st, const char *const *meta, int n_meta,
               CpErr *e);
-/* Loads into an already created net and allocated st->m / st->v. */
 int ckpt_load(const char *path, CPnet *net, TrainState *st, CpErr *e);
 
 #endif

@@ -1,4 +1,4 @@
-/* cmd_train.c - `train`: Cellpose training (CPnet), bit-exact and resumable.
+/* cmd_train.c - `train`: Cellpose training (CPnet or ViT), bit-exact and resumable.
  *
  *   train --deterministic --seed 42 --config configs/cyto.yaml --data DIR --out RUN_DIR
  *
@@ -19,10 +19,17 @@
  *      (weights + optimizer + epoch) and model.bin, written atomically.
  * Every value depends only on (data, config, seed): never on threads,
  * timing or how often the run was interrupted.
+ * The net is a CPnet (Cellpose v3) or the Cellpose-SAM ViT (net.type vit,
+ * Cellpose v4 defaults from the config), both behind nets/net.h: the same
+ * data, outputs, manifest and checkpoints. The ViT takes in_chans channels:
+ * our 2 Cellpose channels followed by zeros (net.h says when this equals
+ * v4's input); its crops are exactly net.img_size (the config checks
+ * train.bsize), and its layer drop is keyed by (seed, optimizer step,
+ * sample, block), so it too resumes to the same bits.
  * --trace adds RUN_DIR/trace.jsonl: per optimizer step the SHA-256 of every
  * layer's output, the loss, every gradient and the parameters after the step
  * (nets/cpnet_trace.h), for `compare run_a run_b`. It reads memory the step
- * already holds and changes no value. */
+ * already holds and changes no value (CPnet only; a ViT run refuses it). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +46,7 @@
 #include "eval/plot.h"
 #include "flows.h"
 #include "manifest.h"
+#include "net.h"
 #include "philox.h"
 #include "progress.h"
 #include "sha256.h"
@@ -143,9 +151,11 @@ typedef struct {
     CpCtx ctx;
 } Args;
 
-/* Augment the samples order[k0..k1) of `epoch` into X [nb,2,B,B], Y [nb,3,B,B]. */
+/* Augment the samples order[k0..k1) of `epoch` into X [nb,Cin,B,B] (the
+ * 2 image channels first; channels 2..Cin-1 are never written and stay 0),
+ * Y [nb,3,B,B]. */
 static void make_batch(float *X, float *Y, const Prepared *p, const uint32_t *order, int k0, int k1, uint32_t epoch,
-                       const Args *a, float diam_mean) {
+                       const Args *a, float diam_mean, int cin) {
     const TrainConfig *tc = &a->cfg.train;
     int B = tc->bsize;
     CpRngKey key = cp_rng_key(a->seed, AUG_STREAM);
@@ -154,7 +164,7 @@ static void make_batch(float *X, float *Y, const Prepared *p, const uint32_t *or
         AugParams ap;
         float rsc = tc->rescale ? p->diam[i] / diam_mean : 1.0f;
         aug_draw(&ap, key, epoch, (uint32_t)k, p->h[i], p->w[i], B, rsc, (float)tc->scale_range, 1);
-        aug_apply(X + (int64_t)(k - k0) * 2 * B * B, Y + (int64_t)(k - k0) * 3 * B * B, p->x[i], p->lbl[i], 2,
+        aug_apply(X + (int64_t)(k - k0) * cin * B * B, Y + (int64_t)(k - k0) * 3 * B * B, p->x[i], p->lbl[i], 2,
                   p->h[i], p->w[i], B, &ap, &a->ctx);
     }
 }
@@ -172,7 +182,7 @@ static void epoch_order(uint32_t *order, int nimg, int n, uint32_t seed, uint32_
 }
 
 typedef struct {
-    CPnet net;
+    Net net;
     TrainState st;
     float *X, *Y, *dy;
     int64_t start_epoch;
@@ -191,18 +201,19 @@ static double run_epoch(Run *r, const Prepared *p, const Args *a, int64_t epoch,
     double total = 0;
     for (int k = 0; k < nimg; k += bs) {
         int nb = k + bs <= nimg ? bs : nimg - k;
-        if (cpnet_plan(&r->net, nb, B, B, 1, e) != CP_OK) {
+        if (net_plan(&r->net, nb, B, B, 1, e) != CP_OK) {
             cp_free(order);
             return NAN;
         }
         make_batch(r->X, r->Y, p, order, k, k + nb, training ? (uint32_t)epoch : TEST_EPOCH, a,
-                   r->net.cfg.diam_mean);
+                   r->net.diam_mean, r->net.in_chans);
         float loss = 0;
         int rc;
         if (training) {
-            rc = cpnet_loss_backward(&r->net, r->X, r->Y, r->dy, &loss, &a->ctx, e);
+            net_set_step(&r->net, a->seed, (uint64_t)r->st.step); /* ViT layer drop of this step */
+            rc = net_loss_backward(&r->net, r->X, r->Y, r->dy, &loss, &a->ctx, e);
         } else {
-            const float *y = cpnet_forward(&r->net, r->X, 0, &a->ctx, e);
+            const float *y = net_forward(&r->net, r->X, 0, &a->ctx, e);
             if (y) loss = cellpose_loss_cpu(NULL, y, r->Y, nb, (int64_t)B * B, &a->ctx);
             rc = y ? CP_OK : CP_EFAIL;
         }
@@ -221,7 +232,8 @@ static double run_epoch(Run *r, const Prepared *p, const Args *a, int64_t epoch,
             else
                 adamw_step_cpu(r->net.params, r->st.m, r->st.v, r->net.grads, r->net.nparams, lr, 0.9, 0.999, 1e-8,
                                tc->weight_decay, r->st.step, &a->ctx);
-            if (r->trace && cpnet_trace_step(r->trace, &r->net, r->st.step, epoch, loss, r->trace_path, e) != CP_OK) {
+            if (r->trace &&
+                cpnet_trace_step(r->trace, &r->net.cp, r->st.step, epoch, loss, r->trace_path, e) != CP_OK) {
                 cp_free(order);
                 return NAN;
             }
@@ -236,16 +248,16 @@ static double run_epoch(Run *r, const Prepared *p, const Args *a, int64_t epoch,
  * every save_every epochs and at the end. */
 static int save_outputs(Run *r, const Args *a, int64_t epochs_done, int final, CpErr *e) {
     char path[4200], ep[32], hex[65], seed[16];
-    cpnet_hash(&r->net, hex);
+    net_hash(&r->net, hex);
     snprintf(ep, sizeof ep, "%lld", (long long)epochs_done);
     snprintf(seed, sizeof seed, "%u", a->seed);
-    const char *meta[] = {"net", "cpnet", "epochs", ep, "seed", seed, "params_sha256", hex};
+    const char *meta[] = {"net", net_type_name(&r->net), "epochs", ep, "seed", seed, "params_sha256", hex};
     r->st.epoch = epochs_done;
     snprintf(path, sizeof path, "%s/checkpoint.bin", a->out);
-    if (ckpt_save(path, &r->net, &r->st, meta, 4, e) != CP_OK) return CP_EFAIL;
+    if (ckpt_save_net(path, &r->net, &r->st, meta, 4, e) != CP_OK) return CP_EFAIL;
     if (final) {
         snprintf(path, sizeof path, "%s/model.bin", a->out);
-        if (cpnet_save(&r->net, path, meta, 4, e) != CP_OK) return CP_EFAIL;
+        if (net_save(&r->net, path, meta, 4, e) != CP_OK) return CP_EFAIL;
     }
     return CP_OK;
 }
@@ -287,7 +299,7 @@ static CliOpt opts[] = {
     {"batch-size", "N", "override train.batch_size", NULL},
     {"weight-decay", "WD", "override train.weight_decay", NULL},
     {"optimizer", "NAME", "override train.optimizer (adamw | sgd)", NULL},
-    {"trace", NULL, "write per-step SHA-256 of every layer's output and gradient to OUT/trace.jsonl", NULL},
+    {"trace", NULL, "write per-step SHA-256 of every layer's output and gradient to OUT/trace.jsonl (CPnet)", NULL},
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
 
@@ -312,7 +324,8 @@ static int parse_args(Args *a, CpErr *e) {
         if (v && config_set(&a->cfg, over[i][1], v, e) != CP_OK) return CP_EFAIL;
     }
     if (config_validate(&a->cfg, e) != CP_OK) return CP_EFAIL;
-    if (a->cfg.net.type != NET_CPNET) return cp_fail(e, "%s: net.type vit trains with issue 9; use a cpnet config", cfg);
+    if (a->cfg.net.type == NET_VIT && a->trace)
+        return cp_fail(e, "%s: --trace records CPnet layers only; run the ViT without it", cfg);
     long seed = 0, threads = 0;
     if (cli_get_int(opts, NOPTS, "seed", 0, 4294967295L, &seed, e) != CP_OK ||
         cli_get_int(opts, NOPTS, "threads", 0, 4096, &threads, e) != CP_OK)
@@ -329,18 +342,20 @@ static int parse_args(Args *a, CpErr *e) {
     return CP_OK;
 }
 
-static int start_run(Run *r, const Args *a, const Prepared *p, Manifest *man, const Dataset *d, int argc, char **argv,
+static int start_run(Run *r, Args *a, const Prepared *p, Manifest *man, const Dataset *d, int argc, char **argv,
                      CpErr *e) {
-    CPnetConfig nc;
     memset(r, 0, sizeof *r);
-    if (cpnet_config_from(&nc, &a->cfg.net, e) != CP_OK || cpnet_create(&r->net, &nc, cp_ops_cpu(), e) != CP_OK)
-        return CP_EFAIL;
+    if (net_create(&r->net, &a->cfg.net, cp_ops_cpu(), e) != CP_OK) return CP_EFAIL;
+    if (r->net.in_chans < 2)
+        return cp_fail(e, "%s: the net takes %d input channel(s); the data path feeds Cellpose's 2 (zero-padded "
+                          "beyond), need >= 2", a->cfg.path, r->net.in_chans);
+    cp_ctx_workspace(&a->ctx, net_workspace_bytes(&r->net)); /* ViT attention scratch, once */
     r->st.m = cp_calloc((size_t)r->net.nparams, sizeof(float));
     r->st.v = cp_calloc((size_t)r->net.nparams, sizeof(float));
     char path[4200];
     if (a->resume) {
         snprintf(path, sizeof path, "%s/checkpoint.bin", a->resume);
-        if (ckpt_load(path, &r->net, &r->st, e) != CP_OK) return CP_EFAIL;
+        if (ckpt_load_net(path, &r->net, &r->st, e) != CP_OK) return CP_EFAIL;
         snprintf(path, sizeof path, "%s/manifest.json", a->resume);
         if (manifest_read(man, path, e) != CP_OK) return CP_EFAIL;
         json_t *old = json_object_get(man->root, "config"), *now = config_to_json(&a->cfg);
@@ -355,13 +370,13 @@ static int start_run(Run *r, const Args *a, const Prepared *p, Manifest *man, co
         return CP_OK;
     }
     if (a->init) {
-        if (cpnet_load(&r->net, a->init, e) != CP_OK) return CP_EFAIL;
+        if (net_load(&r->net, a->init, e) != CP_OK) return CP_EFAIL;
     } else {
-        cpnet_init_random(&r->net, a->seed);
+        net_init_random(&r->net, a->seed);
     }
     double s = 0; /* Cellpose: net.diam_labels = mean of the training diameters */
     for (int i = 0; i < p->n; i++) s += p->diam[i];
-    r->net.frozen[1] = (float)(s / p->n);
+    net_set_diam_labels(&r->net, (float)(s / p->n));
     manifest_init(man, &a->cfg, &a->ctx, argc, argv);
     for (int i = 0; i < d->n; i++) {
         manifest_add_input(man, d->items[i].image_path, d->items[i].image_sha256);
@@ -378,7 +393,7 @@ static int load_set(Dataset *d, Prepared *p, const char *dir, const Args *a, CpE
     return CP_OK;
 }
 
-static int train(const Args *a, int argc, char **argv, CpErr *e) {
+static int train(Args *a, int argc, char **argv, CpErr *e) {
     const TrainConfig *tc = &a->cfg.train;
     char path[4200];
     snprintf(path, sizeof path, "%s/manifest.json", a->out);
@@ -393,9 +408,6 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
     int rc = load_set(&d, &p, a->data, a, e);
     if (rc == CP_OK && a->test_data) rc = load_set(&dt, &pt, a->test_data, a, e);
     if (rc == CP_OK) rc = tfm_lr_schedule(lr, tc->learning_rate, tc->n_epochs, 3, e);
-    /* only now, with the inputs checked, does the run folder appear */
-    if (rc == CP_OK && !a->resume && make_dirs(a->out) != 0)
-        rc = cp_fail(e, "%s: cannot create: %s", a->out, strerror(errno));
     if (rc == CP_OK) {
         if (tc->n_epochs < 10)
             fprintf(stderr, "train: warning: n_epochs = %d < 10: the warm-up never reaches the learning rate, and "
@@ -403,14 +415,17 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
         config_print(&a->cfg, stderr);
     }
     if (rc == CP_OK) rc = start_run(&r, a, &p, &man, &d, argc, argv, e);
+    /* only now, with the inputs and the net (--init, --resume) checked, does the run folder appear */
+    if (rc == CP_OK && !a->resume && make_dirs(a->out) != 0)
+        rc = cp_fail(e, "%s: cannot create: %s", a->out, strerror(errno));
     if (rc == CP_OK && a->trace) {
         snprintf(r.trace_path, sizeof r.trace_path, "%s/trace.jsonl", a->out);
         if (!(r.trace = fopen(r.trace_path, "w"))) rc = cp_fail(e, "%s: %s", r.trace_path, strerror(errno));
         manifest_set(&man, "trace", json_string("trace.jsonl"));
     }
     if (rc != CP_OK) goto done;
-    int64_t B = tc->bsize, bs = tc->batch_size;
-    r.X = cp_malloc(sizeof(float) * (size_t)(bs * 2 * B * B));
+    int64_t B = tc->bsize, bs = tc->batch_size, cin = r.net.in_chans;
+    r.X = cp_calloc((size_t)(bs * cin * B * B), sizeof(float)); /* channels >= 2 stay 0 */
     r.Y = cp_malloc(sizeof(float) * (size_t)(bs * 3 * B * B));
     r.dy = cp_malloc(sizeof(float) * (size_t)(bs * 3 * B * B));
     fprintf(stderr, "train: %d training images%s, %d epochs from epoch %lld, seed %u, %d threads\n", p.n,
@@ -428,7 +443,7 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
             break;
         }
         char hex[65], tail[160];
-        cpnet_hash(&r.net, hex);
+        net_hash(&r.net, hex);
         manifest_add_epoch(&man, (int)ep, lr[ep], loss, tloss, hex, cp_time_sec() - t0);
         rc = write_report(&man, a, e);
         if (rc == CP_OK) rc = save_outputs(&r, a, ep + 1, ep + 1 == tc->n_epochs || (ep + 1) % tc->save_every == 0, e);
@@ -438,14 +453,14 @@ static int train(const Args *a, int argc, char **argv, CpErr *e) {
     }
     if (rc == CP_OK) {
         char hex[65];
-        cpnet_hash(&r.net, hex);
+        net_hash(&r.net, hex);
         progress_end(&pg, (tc->n_epochs - r.start_epoch) * nimg, NULL);
         printf("%s/model.bin\nparams sha256 %s\n", a->out, hex);
     }
 done:
     if (r.trace) fclose(r.trace);
     cp_free(lr), cp_free(r.X), cp_free(r.Y), cp_free(r.dy), cp_free(r.st.m), cp_free(r.st.v);
-    if (r.net.tensors) cpnet_free(&r.net);
+    net_free(&r.net);
     if (man.root) manifest_free(&man);
     prepared_free(&p), prepared_free(&pt);
     if (d.items) dataset_free(&d);
@@ -457,7 +472,7 @@ int main(int argc, char **argv) {
     const char *pos[1];
     int npos = 0;
     int rc = cli_main_head("train", "train --deterministic --seed 42 --config configs/cyto.yaml --data DIR --out RUN_DIR",
-                           "Train a Cellpose CPnet bit-exactly: the same seed gives the same weights (SHA-256) on any "
+                           "Train a Cellpose CPnet or Cellpose-SAM ViT bit-exactly: the same seed gives the same weights (SHA-256) on any "
                            "thread count, and --resume continues to the same bits.",
                            opts, NOPTS, argc, argv, pos, &npos, 0, 0);
     if (rc >= 0) return rc;
@@ -467,9 +482,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train: %s\n", e.msg);
         return 2;
     }
-    if (train(&a, argc, argv, &e) != CP_OK) {
-        fprintf(stderr, "train: %s\n", e.msg);
-        return 1;
-    }
-    return 0;
+    rc = train(&a, argc, argv, &e);
+    if (rc != CP_OK) fprintf(stderr, "train: %s\n", e.msg);
+    cp_ctx_free(&a.ctx); /* the ViT's attention workspace */
+    return rc != CP_OK ? 1 : 0;
 }

@@ -200,55 +200,21 @@ static const void *tensor_data(const CPnet *net, const CpTensorInfo *t, StDtype 
     return NULL;
 }
 
+static const void *table_data(const void *net, const CpTensorInfo *t, StDtype *dt) {
+    return tensor_data((const CPnet *)net, t, dt);
+}
+
 int cpnet_write_list(const CPnet *net, StWriteTensor *w) {
-    for (int i = 0; i < net->ntensors; i++) {
-        const CpTensorInfo *t = &net->tensors[i];
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].name = t->name;
-        w[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) w[i].shape[d] = t->shape[d];
-        w[i].data = tensor_data(net, t, &w[i].dtype);
-    }
-    return net->ntensors;
+    return nt_write_list(w, net->tensors, net->ntensors, table_data, net);
 }
 
 int cpnet_save(const CPnet *net, const char *path, const char *const *meta, int n_meta, CpErr *e) {
-    StWriteTensor *w = cp_calloc((size_t)net->ntensors, sizeof(StWriteTensor));
-    int rc = st_write(path, w, cpnet_write_list(net, w), meta, n_meta, e);
-    cp_free(w);
-    return rc;
+    return nt_save(path, net->tensors, net->ntensors, table_data, net, meta, n_meta, e);
 }
 
 int cpnet_load_from(CPnet *net, const StFile *f, const char *extra_prefix, CpErr *e) {
-    const char *path = f->path;
-    int rc = CP_OK;
-    for (int i = 0; i < net->ntensors && rc == CP_OK; i++) {
-        const CpTensorInfo *t = &net->tensors[i];
-        const StTensor *s = st_find(f, t->name);
-        StDtype dt;
-        void *dst = (void *)tensor_data(net, t, &dt);
-        char want[128], got[128];
-        StTensor as_st = {0}; /* only to format the expected shape */
-        as_st.ndim = t->ndim;
-        memcpy(as_st.shape, t->shape, sizeof t->shape);
-        st_shape_str(&as_st, want, sizeof want);
-        if (!s)
-            return cp_fail(e, "%s: tensor '%s' %s is missing (is this a CPnet with nbase of the config?)", path,
-                           t->name, want);
-        int same = s->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
-        if (!same)
-            return cp_fail(e, "%s: tensor '%s' has shape %s, the config needs %s (wrong nbase or nout?)", path,
-                           t->name, st_shape_str(s, got, sizeof got), want);
-        rc = st_copy(f, s, dt, dst, t->numel, e);
-    }
-    for (int i = 0; i < f->n && rc == CP_OK; i++) {
-        const char *name = f->tensors[i].name;
-        int known = extra_prefix && strncmp(name, extra_prefix, strlen(extra_prefix)) == 0;
-        for (int j = 0; j < net->ntensors && !known; j++) known = strcmp(name, net->tensors[j].name) == 0;
-        if (!known) rc = cp_fail(e, "%s: unexpected tensor '%s' (not part of this CPnet)", path, name);
-    }
-    return rc;
+    return nt_load_from(net, net->tensors, net->ntensors, table_data, f, extra_prefix, "CPnet",
+                        "is this a CPnet with nbase of the config?", "wrong nbase or nout?", e);
 }
 
 int cpnet_load(CPnet *net, const char *path, CpErr *e) {
@@ -259,33 +225,13 @@ int cpnet_load(CPnet *net, const char *path, CpErr *e) {
     return rc;
 }
 
-void cpnet_hash(const CPnet *net, char hex[65]) {
-    CpSha256 s;
-    sha256_init(&s);
-    for (int i = 0; i < net->ntensors; i++) {
-        StDtype dt;
-        const void *p = tensor_data(net, &net->tensors[i], &dt);
-        sha256_update(&s, p, (size_t)net->tensors[i].numel * st_dtype_size(dt));
-    }
-    sha256_final_hex(&s, hex);
-}
+void cpnet_hash(const CPnet *net, char hex[65]) { nt_hash(hex, net->tensors, net->ntensors, table_data, net); }
 
 /* ---- activation arena ---- */
 
-/* Slices are 16-float aligned. While measuring (act == NULL) take() returns
- * distinct fake addresses that are never dereferenced. */
-static float *take(CPnet *net, int64_t n, int64_t *used) {
-    int64_t at = *used;
-    *used += (n + 15) & ~(int64_t)15;
-    if (!net->act) return (float *)(uintptr_t)(64 + 4 * at);
-    return net->act + at;
-}
-
-/* Gradient twin of an arena tensor; NULL for anything outside (the input). */
-static float *G(const CPnet *net, const float *t) {
-    if (!net->dact || t < net->act || t >= net->act + net->act_floats) return NULL;
-    return net->dact + (t - net->act);
-}
+/* Arena slices and gradient twins (nets/tensors.h). */
+static float *take(CPnet *net, int64_t n, int64_t *used) { return nt_take(net->act, n, used); }
+static float *G(const CPnet *net, const float *t) { return nt_grad(net->act, net->dact, net->act_floats, t); }
 
 #define RUN(call)                                                              \
     do {                                                                       \

@@ -24,22 +24,13 @@
 #include "config.h"
 #include "ctx.h"
 #include "kernels/ops.h"
+#include "tensors.h"
 
 #define CPNET_MAX_LEVELS 6
 #define CPNET_BN_EPS 1e-5f
 #define CPNET_BN_MOMENTUM 0.05f
 
-typedef enum { T_PARAM = 0, T_FROZEN, T_RUNNING_MEAN, T_RUNNING_VAR, T_NBT } CpTensorKind;
-
-typedef struct {
-    char name[96];
-    CpTensorKind kind;
-    int ndim;
-    int64_t shape[4];
-    int64_t numel;
-    int64_t offset; /* into params / stats / nbt / frozen, by kind */
-    int64_t fan_in; /* init: > 0 uniform(+-1/sqrt(fan_in)); 0 BN weight (1) or bias (0) */
-} CpTensorInfo;
+/* CpTensorInfo, CpTensorKind: nets/tensors.h (fan_in 0 = BN weight 1 / bias 0) */
 
 /* One BatchNorm (+ReLU) + conv unit = PyTorch's batchconv / batchconv0, or
  * batchconvstyle when `style` is set (skip add, style Linear, then the unit). */

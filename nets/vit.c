@@ -197,54 +197,22 @@ static float *tensor_data(const ViT *net, const CpTensorInfo *t) {
     return (t->kind == T_PARAM ? net->params : net->frozen) + t->offset;
 }
 
+static const void *table_data(const void *net, const CpTensorInfo *t, StDtype *dt) {
+    *dt = ST_F32;
+    return tensor_data((const ViT *)net, t);
+}
+
 int vit_write_list(const ViT *net, StWriteTensor *w) {
-    for (int i = 0; i < net->ntensors; i++) {
-        const CpTensorInfo *t = &net->tensors[i];
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].name = t->name;
-        w[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) w[i].shape[d] = t->shape[d];
-        w[i].dtype = ST_F32;
-        w[i].data = tensor_data(net, t);
-    }
-    return net->ntensors;
+    return nt_write_list(w, net->tensors, net->ntensors, table_data, net);
 }
 
 int vit_save(const ViT *net, const char *path, const char *const *meta, int n_meta, CpErr *e) {
-    StWriteTensor *w = cp_calloc((size_t)net->ntensors, sizeof(StWriteTensor));
-    int rc = st_write(path, w, vit_write_list(net, w), meta, n_meta, e);
-    cp_free(w);
-    return rc;
+    return nt_save(path, net->tensors, net->ntensors, table_data, net, meta, n_meta, e);
 }
 
 int vit_load_from(ViT *net, const StFile *f, const char *extra_prefix, CpErr *e) {
-    const char *path = f->path;
-    int rc = CP_OK;
-    for (int i = 0; i < net->ntensors && rc == CP_OK; i++) {
-        const CpTensorInfo *t = &net->tensors[i];
-        const StTensor *s = st_find(f, t->name);
-        char want[128], got[128];
-        StTensor as_st = {0}; /* only to format the expected shape */
-        as_st.ndim = t->ndim;
-        memcpy(as_st.shape, t->shape, sizeof t->shape);
-        st_shape_str(&as_st, want, sizeof want);
-        if (!s)
-            return cp_fail(e, "%s: tensor '%s' %s is missing (is this a Cellpose-SAM ViT of the config's depth?)",
-                           path, t->name, want);
-        int same = s->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
-        if (!same)
-            return cp_fail(e, "%s: tensor '%s' has shape %s, the config needs %s (wrong dims, patch or tile size?)",
-                           path, t->name, st_shape_str(s, got, sizeof got), want);
-        rc = st_copy(f, s, ST_F32, tensor_data(net, t), t->numel, e);
-    }
-    for (int i = 0; i < f->n && rc == CP_OK; i++) {
-        const char *name = f->tensors[i].name;
-        int known = extra_prefix && strncmp(name, extra_prefix, strlen(extra_prefix)) == 0;
-        for (int j = 0; j < net->ntensors && !known; j++) known = strcmp(name, net->tensors[j].name) == 0;
-        if (!known) rc = cp_fail(e, "%s: unexpected tensor '%s' (not part of this ViT)", path, name);
-    }
-    return rc;
+    return nt_load_from(net, net->tensors, net->ntensors, table_data, f, extra_prefix, "ViT",
+                        "is this a Cellpose-SAM ViT of the config's depth?", "wrong dims, patch or tile size?", e);
 }
 
 int vit_load(ViT *net, const char *path, CpErr *e) {
@@ -255,13 +223,7 @@ int vit_load(ViT *net, const char *path, CpErr *e) {
     return rc;
 }
 
-void vit_hash(const ViT *net, char hex[65]) {
-    CpSha256 s;
-    sha256_init(&s);
-    for (int i = 0; i < net->ntensors; i++)
-        sha256_update(&s, tensor_data(net, &net->tensors[i]), (size_t)net->tensors[i].numel * sizeof(float));
-    sha256_final_hex(&s, hex);
-}
+void vit_hash(const ViT *net, char hex[65]) { nt_hash(hex, net->tensors, net->ntensors, table_data, net); }
 
 /* A 4-D/2-D tensor of the file, or NULL with the error set. */
 static const StTensor *need(const StFile *f, const char *name, int ndim, CpErr *e) {
@@ -305,20 +267,9 @@ int vit_config_from_file(ViTConfig *c, const StFile *f, CpErr *e) {
 
 /* ---- activation arena ---- */
 
-/* Slices are 16-float aligned. While measuring (act == NULL) take() returns
- * distinct fake addresses that are never dereferenced. */
-static float *take(ViT *net, int64_t n, int64_t *used) {
-    int64_t at = *used;
-    *used += (n + 15) & ~(int64_t)15;
-    if (!net->act) return (float *)(uintptr_t)(64 + 4 * at);
-    return net->act + at;
-}
-
-/* Gradient twin of an arena tensor; NULL for anything outside (the input). */
-static float *G(const ViT *net, const float *t) {
-    if (!net->dact || t < net->act || t >= net->act + net->act_floats) return NULL;
-    return net->dact + (t - net->act);
-}
+/* Arena slices and gradient twins (nets/tensors.h). */
+static float *take(ViT *net, int64_t n, int64_t *used) { return nt_take(net->act, n, used); }
+static float *G(const ViT *net, const float *t) { return nt_grad(net->act, net->dact, net->act_floats, t); }
 
 #define RUN(call)                                                              \
     do {                                                                       \

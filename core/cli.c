@@ -78,6 +78,17 @@ int cli_get_int(const CliOpt *opts, int nopts, const char *name, long lo, long h
     return CP_OK;
 }
 
+int cli_get_double(const CliOpt *opts, int nopts, const char *name, double lo, double hi, double *out, CpErr *e) {
+    const char *v = cli_get(opts, nopts, name);
+    if (!v) return CP_OK;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) /* NaN fails the range test */
+        return cp_fail(e, "--%s: expected a number in [%g, %g], got '%s'", name, lo, hi, v);
+    *out = x;
+    return CP_OK;
+}
+
 #include "version.h"
 
 int cli_main_head(const char *prog, const char *synopsis, const char *about, CliOpt *opts, int nopts,

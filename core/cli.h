@@ -28,6 +28,8 @@ void cli_usage(FILE *f, const char *synopsis, const char *about, const CliOpt *o
 const char *cli_get(const CliOpt *opts, int nopts, const char *name);
 /* Integer option with range check; *out unchanged when the option is absent. */
 int cli_get_int(const CliOpt *opts, int nopts, const char *name, long lo, long hi, long *out, CpErr *e);
+/* Number option in [lo, hi] (NaN refused); *out unchanged when absent. */
+int cli_get_double(const CliOpt *opts, int nopts, const char *name, double lo, double hi, double *out, CpErr *e);
 
 #endif
 

@@ -368,14 +368,7 @@ static int mode_pred(Outputs *o, CpErr *e) {
 /* ---- mode 2: --baseline ---- */
 
 static int parse_num(const char *name, double lo, double hi, double *out, CpErr *e) {
-    const char *v = GET(name);
-    if (!v) return CP_OK;
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi))
-        return cp_fail(e, "--%s: expected a number in [%g, %g], got '%s'", name, lo, hi, v);
-    *out = x;
-    return CP_OK;
+    return cli_get_double(opts, NOPTS, name, lo, hi, out, e);
 }
 
 static int parse_channels(int ch[2], CpErr *e) {

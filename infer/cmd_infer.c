@@ -57,14 +57,7 @@ typedef struct {
 } InferArgs;
 
 static int parse_double(const char *name, double lo, double hi, double *out, CpErr *e) {
-    const char *v = cli_get(opts, NOPTS, name);
-    if (!v) return CP_OK;
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi))
-        return cp_fail(e, "--%s: expected a number in [%g, %g], got '%s'", name, lo, hi, v);
-    *out = x;
-    return CP_OK;
+    return cli_get_double(opts, NOPTS, name, lo, hi, out, e);
 }
 
 static int parse_args(InferArgs *a, CpErr *e) {

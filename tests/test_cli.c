@@ -26,6 +26,14 @@ TEST(test_parse_ok) {
     long seed = 0;
     CHECK(cli_get_int(o, NOPTS, "seed", 0, 100, &seed, &e) == CP_OK && seed == 42);
     CHECK(cli_get_int(o, NOPTS, "seed", 0, 10, &seed, &e) == CP_EFAIL && strstr(e.msg, "--seed"));
+    double d = -1;
+    CHECK(cli_get_double(o, NOPTS, "seed", 0, 100, &d, &e) == CP_OK && d == 42.0);
+    CHECK(cli_get_double(o, NOPTS, "seed", 0, 41.5, &d, &e) == CP_EFAIL && strstr(e.msg, "--seed") && d == 42.0);
+    CHECK(cli_get_double(o, NOPTS, "json", 0, 100, &d, &e) == CP_OK && d == 1.0);
+    char *nan_argv[] = {"prog", "--seed", "nan"};
+    reset(o);
+    CHECK(cli_parse(o, NOPTS, 3, nan_argv, pos, &npos, 4, &e) == CLI_OK);
+    CHECK(cli_get_double(o, NOPTS, "seed", -1e9, 1e9, &d, &e) == CP_EFAIL && strstr(e.msg, "'nan'"));
     char *argv2[] = {"prog", "--", "--json"};
     reset(o);
     CHECK(cli_parse(o, NOPTS, 3, argv2, pos, &npos, 4, &e) == CLI_OK && npos == 1 && !cli_get(o, NOPTS, "json"));

@@ -25,15 +25,6 @@ int ckpt_save_net(const char *path, const Net *net, const TrainState *st, const 
     return rc;
 }
 
-int ckpt_save(const char *path, const CPnet *net, const TrainState *st, const char *const *meta, int n_meta,
-              CpErr *e) {
-    StWriteTensor *w = cp_calloc((size_t)net->ntensors + 4, sizeof(StWriteTensor));
-    int n = cpnet_write_list(net, w);
-    int rc = write_ckpt(path, w, n, net->nparams, st, meta, n_meta, e);
-    cp_free(w);
-    return rc;
-}
-
 static int load_vec(const StFile *f, const char *name, StDtype dt, void *dst, int64_t n, CpErr *e) {
     const StTensor *t = st_find(f, name);
     if (!t) return cp_fail(e, "%s: not a checkpoint: tensor '%s' is missing", f->path, name);
@@ -59,15 +50,6 @@ int ckpt_load_net(const char *path, Net *net, TrainState *st, CpErr *e) {
         rc = cp_fail(e, "%s: holds a %s, the config is a %s", path, net->type == NET_VIT ? "cpnet" : "vit",
                      net_type_name(net));
     if (rc == CP_OK) rc = net_load_from(net, &f, "optimizer.", e);
-    if (rc == CP_OK) rc = load_state(&f, net->nparams, st, e);
-    st_free(&f);
-    return rc;
-}
-
-int ckpt_load(const char *path, CPnet *net, TrainState *st, CpErr *e) {
-    StFile f;
-    if (st_read(&f, path, e) != CP_OK) return CP_EFAIL;
-    int rc = cpnet_load_from(net, &f, "optimizer.", e);
     if (rc == CP_OK) rc = load_state(&f, net->nparams, st, e);
     st_free(&f);
     return rc;

@@ -15,7 +15,6 @@
 #ifndef CP_CHECKPOINT_H
 #define CP_CHECKPOINT_H
 
-#include "cpnet.h"
 #include "net.h"
 
 typedef struct {
@@ -24,15 +23,10 @@ typedef struct {
     int64_t epoch; /* epochs completed */
 } TrainState;
 
-/* Any net (train uses these). */
+/* Any net (nets/net.h). */
 int ckpt_save_net(const char *path, const Net *net, const TrainState *st, const char *const *meta, int n_meta,
                   CpErr *e);
 /* Loads into an already created net of the same config and allocated st->m / st->v. */
 int ckpt_load_net(const char *path, Net *net, TrainState *st, CpErr *e);
-
-/* The same for a bare CPnet. */
-int ckpt_save(const char *path, const CPnet *net, const TrainState *st, const char *const *meta, int n_meta,
-              CpErr *e);
-int ckpt_load(const char *path, CPnet *net, TrainState *st, CpErr *e);
 
 #endif

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "philox.h"
 #include "safetensors.h"
 #include "sha256.h"
 
@@ -171,17 +170,7 @@ void cpnet_init_random(CPnet *net, uint32_t seed) {
         if (t->kind == T_RUNNING_MEAN || t->kind == T_RUNNING_VAR)
             for (int64_t j = 0; j < t->numel; j++) net->stats[t->offset + j] = t->kind == T_RUNNING_VAR;
         if (t->kind == T_NBT) net->nbt[t->offset] = 0;
-        if (t->kind != T_PARAM) continue;
-        float *p = net->params + t->offset;
-        if (t->fan_in == 0) { /* BatchNorm affine */
-            float v = strstr(t->name, ".weight") ? 1.0f : 0.0f;
-            for (int64_t j = 0; j < t->numel; j++) p[j] = v;
-            continue;
-        }
-        float bound = 1.0f / sqrtf((float)t->fan_in);
-        CpRngKey key = cp_rng_key(seed, 1000u + (uint32_t)i);
-        for (int64_t j = 0; j < t->numel; j++)
-            p[j] = bound * (2.0f * cp_u01(cp_rng_block(key, 0, 0, (uint32_t)j, 0).v[0]) - 1.0f);
+        if (t->kind == T_PARAM) nt_init_param(net->params + t->offset, t, i, seed); /* BN affine: fan_in 0 */
     }
     net->frozen[0] = net->frozen[1] = net->cfg.diam_mean;
 }

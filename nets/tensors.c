@@ -1,9 +1,23 @@
 /* tensors.c - the tensor table's file I/O and hash; see tensors.h. */
 #include "tensors.h"
 
+#include <math.h>
 #include <string.h>
 
+#include "philox.h"
 #include "sha256.h"
+
+void nt_init_param(float *p, const CpTensorInfo *t, int index, uint32_t seed) {
+    if (t->fan_in <= 0) {
+        float v = t->fan_in == 0 && strstr(t->name, ".weight") ? 1.0f : 0.0f;
+        for (int64_t j = 0; j < t->numel; j++) p[j] = v;
+        return;
+    }
+    float bound = 1.0f / sqrtf((float)t->fan_in);
+    CpRngKey key = cp_rng_key(seed, 1000u + (uint32_t)index);
+    for (int64_t j = 0; j < t->numel; j++)
+        p[j] = bound * (2.0f * cp_u01(cp_rng_block(key, 0, 0, (uint32_t)j, 0).v[0]) - 1.0f);
+}
 
 int nt_write_list(StWriteTensor *w, const CpTensorInfo *t, int n, NtDataFn data, const void *net) {
     for (int i = 0; i < n; i++) {

@@ -24,8 +24,15 @@ typedef struct {
     int64_t shape[4];
     int64_t numel;
     int64_t offset; /* into the net's buffer for this kind */
-    int64_t fan_in; /* init: > 0 uniform(+-1/sqrt(fan_in)); 0 the net's own rule */
+    int64_t fan_in; /* init (nt_init_param): > 0 U(+-1/sqrt(fan_in)); 0 a norm's
+                       weight 1 / bias 0; < 0 zeros */
 } CpTensorInfo;
+
+/* PyTorch's default init of a trainable tensor, from Philox: stream
+ * 1000 + `index` (the tensor's place in the table) under `seed`, element j
+ * as counter, p[j] = bound * (2 u - 1) with bound = 1 / sqrt(fan_in) in
+ * float; the fan_in <= 0 rules above. p: [t->numel]. */
+void nt_init_param(float *p, const CpTensorInfo *t, int index, uint32_t seed);
 
 /* Where tensor t of `net` lives, and its dtype. */
 typedef const void *(*NtDataFn)(const void *net, const CpTensorInfo *t, StDtype *dt);

@@ -172,17 +172,7 @@ void vit_free(ViT *net) {
 void vit_init_random(ViT *net, uint32_t seed) {
     for (int i = 0; i < net->ntensors; i++) {
         const CpTensorInfo *t = &net->tensors[i];
-        if (t->kind != T_PARAM) continue;
-        float *p = net->params + t->offset;
-        if (t->fan_in <= 0) { /* LayerNorm weight 1 / bias 0; pos_embed, rel-pos tables 0 */
-            float v = t->fan_in == 0 && strstr(t->name, ".weight") ? 1.0f : 0.0f;
-            for (int64_t j = 0; j < t->numel; j++) p[j] = v;
-            continue;
-        }
-        float bound = 1.0f / sqrtf((float)t->fan_in);
-        CpRngKey key = cp_rng_key(seed, 1000u + (uint32_t)i);
-        for (int64_t j = 0; j < t->numel; j++)
-            p[j] = bound * (2.0f * cp_u01(cp_rng_block(key, 0, 0, (uint32_t)j, 0).v[0]) - 1.0f);
+        if (t->kind == T_PARAM) nt_init_param(net->params + t->offset, t, i, seed); /* LayerNorm 1/0; pos_embed, tables 0 */
     }
     const ViTConfig *c = &net->cfg;
     int r = c->nout * c->patch * c->patch;

@@ -19,37 +19,7 @@
 #include <string.h>
 
 #include "core/dmath.h"
-
-static uint32_t f2u(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
-}
-static float u2f(uint32_t u) {
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
-/* ulp of a float at the magnitude of a finite double */
-static double ulp_at(double a) {
-    a = fabs(a);
-    if (a < 0x1p-126) return 0x1p-149;
-    int e;
-    frexp(a, &e);
-    if (e - 1 > 127) e = 128;
-    return ldexp(1.0, e - 1 - 23);
-}
-
-/* error in float ulps; infinite result at |ref| >= 2^128 is exact, and just
- * below counts as 2^128; NaN/inf disagreement is INFINITY */
-static double err_ulp(float got, double ref) {
-    if (isnan(ref) || isnan(got)) return (isnan(ref) && isnan(got)) ? 0.0 : INFINITY;
-    if (isinf(ref)) return (isinf(got) && !signbit(got) == !signbit(ref)) ? 0.0 : INFINITY;
-    if (isinf(got) && fabs(ref) >= 0x1p128 && !signbit(got) == !signbit(ref)) return 0.0;
-    double g = isinf(got) ? copysign(0x1p128, got) : (double)got;
-    return fabs(g - ref) / ulp_at(ref);
-}
+#include "tests/ulp.h"
 
 static double d_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double d_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }

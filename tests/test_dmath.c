@@ -24,21 +24,11 @@
 
 #include "core/dmath.h"
 #include "tests/harness.h"
+#include "tests/ulp.h"
 
 #define MPFR_PREC 256
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static uint32_t f2u(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
-}
-static float u2f(uint32_t u) {
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 /* Stateless counter-based generator: input i never depends on threads. */
 static uint64_t mix64(uint64_t z) {
@@ -52,27 +42,6 @@ static double unit(uint64_t r) { return (double)(r >> 11) * 0x1p-53; }
 static float finite_bits(uint32_t b) {
     if ((b & 0x7f800000u) == 0x7f800000u) b &= 0xbfffffffu; /* clear top exponent bit */
     return u2f(b);
-}
-
-/* ulp of a float at the magnitude of a finite double. */
-static double ulp_at(double a) {
-    a = fabs(a);
-    if (a < 0x1p-126) return 0x1p-149;
-    int e;
-    frexp(a, &e); /* a = f 2^e, f in [0.5, 1): floor(log2 a) = e - 1 */
-    if (e - 1 > 127) e = 128;
-    return ldexp(1.0, e - 1 - 23);
-}
-
-/* Error of `got` in float ulps against a double reference; INFINITY when
- * NaN-ness or an infinite reference disagrees. */
-static double err_ulp(float got, double ref) {
-    if (isnan(ref) || isnan(got)) return (isnan(ref) && isnan(got)) ? 0.0 : INFINITY;
-    if (isinf(ref)) return (isinf(got) && !signbit(got) == !signbit(ref)) ? 0.0 : INFINITY;
-    /* an infinite result is exact when |ref| >= 2^128 (float overflow) */
-    if (isinf(got) && fabs(ref) >= 0x1p128 && !signbit(got) == !signbit(ref)) return 0.0;
-    double g = isinf(got) ? copysign(0x1p128, got) : (double)got;
-    return fabs(g - ref) / ulp_at(ref);
 }
 
 /* NaN/inf disagreement with the correctly rounded result of `ref`. */

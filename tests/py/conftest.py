@@ -3,8 +3,10 @@ left their outputs. tests/run_all.sh sets CP_BIN and CP_TEST_OUT; run from the
 repository root."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -40,3 +42,23 @@ def inspect_json(bindir, path, *extra):
     r = run_prog(bindir, "inspect", "--json", path, *extra)
     assert r.returncode == 0, f"inspect {path} failed: {r.stderr.strip()}"
     return json.loads(r.stdout)
+
+
+def train_killed(bindir, args, out, min_epochs=3, timeout=60):
+    """Start `train ARGS --out OUT`, SIGKILL it once its manifest holds at
+    least min_epochs epochs (or after `timeout` seconds), and return the
+    number of epochs the manifest holds after the kill."""
+    p = subprocess.Popen([os.path.join(bindir, "train"), *args, "--out", out], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    man = os.path.join(out, "manifest.json")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if len(json.load(open(man))["epochs"]) >= min_epochs:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return len(json.load(open(man))["epochs"])

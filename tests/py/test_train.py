@@ -4,14 +4,11 @@ another seed differs), resume after SIGKILL equals the uninterrupted run
 epoch by epoch, the manifest and loss.png, and one-line errors for bad data."""
 import json
 import os
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
 import tifffile
-from conftest import ROOT, run_prog
+from conftest import ROOT, run_prog, train_killed
 
 CFG = os.path.join(ROOT, "configs", "tiny.yaml")
 
@@ -51,20 +48,8 @@ def test_determinism(bindir, data, tmp_path):
 def test_resume_after_kill(bindir, data, tmp_path):
     full = _train(bindir, data, str(tmp_path / "full"), "--seed", "7", "--n-epochs", "60")
     out = str(tmp_path / "killed")
-    p = subprocess.Popen([os.path.join(bindir, "train"), "--config", CFG, "--data", data, "--out", out, "--seed", "7",
-                          "--n-epochs", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     man = os.path.join(out, "manifest.json")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if len(json.load(open(man))["epochs"]) >= 3:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    done = len(json.load(open(man))["epochs"])
+    done = train_killed(bindir, ["--config", CFG, "--data", data, "--seed", "7", "--n-epochs", "60"], out)
     assert 3 <= done < 60, f"killed after {done} epochs"
     r = run_prog(bindir, "train", "--config", CFG, "--data", data, "--seed", "7", "--n-epochs", "60", "--resume", out)
     assert r.returncode == 0, r.stderr

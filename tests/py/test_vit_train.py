@@ -11,14 +11,12 @@ with Cellpose's Transformer loaded from our model.bin), with and without
 --augment, on both images."""
 import json
 import os
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
 import tifffile
-from conftest import ROOT, run_prog
+from conftest import ROOT, run_prog, train_killed
 
 CFG = os.path.join(ROOT, "configs", "vit_tiny.yaml")
 EPOCHS = 8
@@ -83,20 +81,8 @@ def test_resume_after_kill(bindir, data, tmp_path):
     n = "40"  # long enough that the kill lands mid-run on a fast machine
     full = _train(bindir, data, str(tmp_path / "full"), "--seed", "42", "--n-epochs", n)
     out = str(tmp_path / "killed")
-    p = subprocess.Popen([os.path.join(bindir, "train"), "--config", CFG, "--data", data, "--out", out, "--seed", "42",
-                          "--n-epochs", n], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     man = os.path.join(out, "manifest.json")
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if len(json.load(open(man))["epochs"]) >= 3:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    done = len(json.load(open(man))["epochs"])
+    done = train_killed(bindir, ["--config", CFG, "--data", data, "--seed", "42", "--n-epochs", n], out, timeout=120)
     assert 3 <= done < int(n), f"killed after {done} epochs"
     r = run_prog(bindir, "train", "--config", CFG, "--data", data, "--seed", "42", "--n-epochs", n, "--resume", out)
     assert r.returncode == 0, r.stderr

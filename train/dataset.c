@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "flows.h"
 #include "image.h"
 
 /* Cellpose's mask_filters list (io.get_image_files) minus the user's filter,
@@ -248,53 +249,9 @@ void dataset_free(Dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Pixel counts of the sorted unique values of labels[0..n) (fastremap.unique
- * with return_counts). *counts is cp_malloc'ed; returns how many. */
-static int64_t unique_counts(const uint32_t *labels, int64_t n, int64_t **counts) {
-    uint32_t *s = (uint32_t *)cp_malloc(sizeof(uint32_t) * (size_t)(n > 0 ? n : 1));
-    memcpy(s, labels, sizeof(uint32_t) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(uint32_t), cmp_u32);
-    int64_t *c = (int64_t *)cp_malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (i == 0 || s[i] != s[i - 1]) c[k++] = 0;
-        c[k - 1]++;
-    }
-    cp_free(s);
-    *counts = c;
-    return k;
-}
-
 int64_t dataset_count_masks(const uint32_t *labels, int64_t h, int64_t w, double *diam) {
-    int64_t *c = NULL;
-    int64_t k = unique_counts(labels, h * w, &c);
-    int64_t nm = k > 0 ? k - 1 : 0; /* counts[1:] */
-    const int64_t *m = c + 1;
-    if (diam) {
-        double md = 0.0; /* np.median of an empty array is NaN -> 0 */
-        if (nm > 0) {
-            int64_t *sorted = (int64_t *)cp_malloc(sizeof(int64_t) * (size_t)nm);
-            memcpy(sorted, m, sizeof(int64_t) * (size_t)nm);
-            qsort(sorted, (size_t)nm, sizeof(int64_t), cmp_i64); /* sqrt is monotone */
-            int64_t mid = nm / 2;
-            if (nm % 2)
-                md = sqrt((double)sorted[mid]);
-            else
-                md = (sqrt((double)sorted[mid - 1]) + sqrt((double)sorted[mid])) / 2.0;
-            cp_free(sorted);
-        }
-        /* md /= (np.pi ** 0.5) / 2 */
-        *diam = md / (sqrt(3.141592653589793) / 2.0);
-    }
-    cp_free(c);
+    int64_t nm;
+    double d = flows_diameter_count(labels, h, w, &nm); /* utils.diameters */
+    if (diam) *diam = d;
     return nm;
 }

@@ -104,12 +104,15 @@ int flows_renumber(uint32_t *labels, int64_t h, int64_t w) {
     return (int)(next - 1);
 }
 
-double flows_diameter(const uint32_t *labels, int64_t h, int64_t w) {
+double flows_diameter(const uint32_t *labels, int64_t h, int64_t w) { return flows_diameter_count(labels, h, w, NULL); }
+
+double flows_diameter_count(const uint32_t *labels, int64_t h, int64_t w, int64_t *nmasks) {
     uint32_t *vals;
     int64_t *counts;
     int64_t nu = distinct_values(labels, h * w, &vals, &counts);
     double md = 0.0;
     int64_t m = nu - 1; /* Cellpose: counts[1:], the smallest value is dropped */
+    if (nmasks) *nmasks = m > 0 ? m : 0;
     if (m > 0) {
         int64_t *a = counts + 1;
         qsort(a, (size_t)m, sizeof(int64_t), cmp_i64); /* sqrt is monotone */

@@ -71,6 +71,9 @@ int flows_from_labels(float *flows, const uint32_t *labels, int64_t h, int64_t w
  * md / (sqrt(pi) / 2); 0 without masks. sqrt is IEEE (correctly rounded),
  * where numpy's int ** 0.5 may differ by 1 ulp (see tests/ref/flows.py). */
 double flows_diameter(const uint32_t *labels, int64_t h, int64_t w);
+/* The same, also giving the number of areas it took the median of (the
+ * distinct values minus the smallest; 0 for an empty image). */
+double flows_diameter_count(const uint32_t *labels, int64_t h, int64_t w, int64_t *nmasks);
 
 #ifdef __cplusplus
 }
